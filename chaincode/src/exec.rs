@@ -1,0 +1,360 @@
+//! Deterministic execution of transactions into a write set.
+//!
+//! Each transaction runs in its own overlay over the block's pending writes: a refused
+//! transaction leaves nothing behind. Signatures are checked by the caller (the node, the
+//! auditor) before execution; chaincode checks chain id, replay, authorization and content.
+
+use std::collections::BTreeSet;
+
+use govchain_ledger::state::Overlay;
+use govchain_ledger::{
+    codec, ChainId, Height, SignedTx, StateView, TimestampMs, TxId, ValidatorSet, WriteSet,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{self, KeyRole};
+use crate::catalog::{DataSource, Department};
+use crate::error::{invalid, TxError};
+use crate::keys;
+use crate::kinds::{TxKind, ValidatorChange};
+use crate::records::{Record, StoredRecord, MAX_RECORDS_PER_BATCH};
+
+/// What chaincode knows about the block being executed (all from the header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockContext {
+    /// The chain.
+    pub chain_id: ChainId,
+    /// The block's height.
+    pub height: Height,
+    /// The block's time (the proposer's clock).
+    pub time: TimestampMs,
+}
+
+/// The result of executing a block.
+#[derive(Debug, Default)]
+pub struct BlockOutcome {
+    /// All writes of the successful transactions.
+    pub writes: WriteSet,
+    /// One result per transaction, in order.
+    pub results: Vec<Result<(), TxError>>,
+}
+
+impl BlockOutcome {
+    /// The first refused transaction, if any.
+    pub fn first_error(&self) -> Option<(usize, &TxError)> {
+        self.results
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
+    }
+}
+
+/// Executes `txs` in order over `view`. Refused transactions write nothing.
+pub fn execute_block(view: &dyn StateView, ctx: &BlockContext, txs: &[SignedTx]) -> BlockOutcome {
+    let mut block = Overlay::new(view);
+    let mut results = Vec::with_capacity(txs.len());
+    for tx in txs {
+        let r = {
+            let mut o = Overlay::new(&block);
+            execute_tx(&mut o, ctx, tx).map(|()| o.writes)
+        };
+        results.push(r.map(|w| block.writes.extend(w)));
+    }
+    BlockOutcome {
+        writes: block.writes,
+        results,
+    }
+}
+
+fn get<T: serde::de::DeserializeOwned>(
+    view: &dyn StateView,
+    key: &[u8],
+) -> Result<Option<T>, TxError> {
+    match view.get(key)? {
+        None => Ok(None),
+        Some(b) => Ok(Some(
+            codec::decode(&b, codec::MAX_DECODE_BYTES)
+                .map_err(|e| TxError::Malformed(e.to_string()))?,
+        )),
+    }
+}
+
+/// Executes one transaction into `o.writes`.
+pub fn execute_tx(o: &mut Overlay<'_>, ctx: &BlockContext, tx: &SignedTx) -> Result<(), TxError> {
+    let body = &tx.body;
+    if body.chain_id != ctx.chain_id {
+        return Err(TxError::WrongChain {
+            got: body.chain_id.to_string(),
+            expected: ctx.chain_id.to_string(),
+        });
+    }
+    let nonce_key = keys::nonce(&body.signer, body.nonce);
+    if o.get(&nonce_key)?.is_some() {
+        return Err(TxError::Replay {
+            signer: body.signer,
+            nonce: body.nonce,
+        });
+    }
+    let kind = TxKind::decode(&body.payload)?;
+    match kind {
+        TxKind::RegisterDepartment(d) => register_department(o, tx, d)?,
+        TxKind::ProposeValidatorChange(c) => propose_validator_change(o, tx, c)?,
+        TxKind::ApproveValidatorChange { proposal } => approve(o, tx, proposal)?,
+        TxKind::RegisterSource(s) => register_source(o, tx, s)?,
+        TxKind::SubmitRecords { source, records } => {
+            submit_records(o, ctx, tx.id(), tx, &source, records)?
+        }
+    }
+    o.writes.put(nonce_key, Vec::new());
+    Ok(())
+}
+
+fn register_department(o: &mut Overlay<'_>, tx: &SignedTx, d: Department) -> Result<(), TxError> {
+    auth::require_system_admin(o, &tx.body.signer, "register departments")?;
+    d.validate()?;
+    if d.validator_key.is_some() {
+        return Err(invalid(
+            "validator_key",
+            "a department's validator joins only by a quorum-approved validator change",
+        ));
+    }
+    if o.get(&keys::department(&d.id))?.is_some() {
+        return Err(TxError::AlreadyExists {
+            what: "department",
+            id: d.id,
+        });
+    }
+    if auth::role_of(o, &d.admin_key)?.is_some() {
+        return Err(invalid("admin_key", "key is already registered"));
+    }
+    o.writes.put(
+        keys::key_role(&d.admin_key),
+        codec::encode_infallible(&KeyRole::DepartmentAdmin(d.id.clone())),
+    );
+    o.writes
+        .put(keys::department(&d.id), codec::encode_infallible(&d));
+    let n = department_count(o)? as u64 + 1;
+    o.writes
+        .put(keys::DEPT_COUNT.to_vec(), codec::encode_infallible(&n));
+    Ok(())
+}
+
+/// A pending validator-set change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorProposal {
+    /// The change.
+    pub change: ValidatorChange,
+    /// Departments whose administrators approved.
+    pub approvals: BTreeSet<String>,
+}
+
+const NEXT_PROPOSAL: &[u8] = b"valprop_next";
+
+fn propose_validator_change(
+    o: &mut Overlay<'_>,
+    tx: &SignedTx,
+    change: ValidatorChange,
+) -> Result<(), TxError> {
+    let dept = auth::require_department_admin(o, &tx.body.signer, "propose validator changes")?;
+    let vs: ValidatorSet =
+        get(o, keys::VALIDATORS)?.ok_or_else(|| invalid("state", "no validator set"))?;
+    match &change {
+        ValidatorChange::Add {
+            department,
+            key,
+            power,
+        } => {
+            if *power == 0 {
+                return Err(invalid("power", "must be at least 1"));
+            }
+            if get::<Department>(o, &keys::department(department))?.is_none() {
+                return Err(TxError::NotFound {
+                    what: "department",
+                    id: department.clone(),
+                });
+            }
+            if vs.get(key).is_some() || auth::role_of(o, key)?.is_some() {
+                return Err(invalid("key", "key is already registered"));
+            }
+        }
+        ValidatorChange::Remove { key } => {
+            if vs.get(key).is_none() {
+                return Err(TxError::NotFound {
+                    what: "validator",
+                    id: key.to_hex(),
+                });
+            }
+            if vs.validators.len() == 1 {
+                return Err(invalid("key", "cannot remove the last validator"));
+            }
+        }
+    }
+    let id: u64 = get(o, NEXT_PROPOSAL)?.unwrap_or(1);
+    o.writes
+        .put(NEXT_PROPOSAL.to_vec(), codec::encode_infallible(&(id + 1)));
+    let p = ValidatorProposal {
+        change,
+        approvals: BTreeSet::new(),
+    };
+    o.writes
+        .put(keys::validator_proposal(id), codec::encode_infallible(&p));
+    record_approval(o, id, p, dept)
+}
+
+fn approve(o: &mut Overlay<'_>, tx: &SignedTx, id: u64) -> Result<(), TxError> {
+    let dept = auth::require_department_admin(o, &tx.body.signer, "approve validator changes")?;
+    let p: ValidatorProposal =
+        get(o, &keys::validator_proposal(id))?.ok_or_else(|| TxError::NotFound {
+            what: "validator proposal",
+            id: id.to_string(),
+        })?;
+    if p.approvals.contains(&dept) {
+        return Err(TxError::AlreadyExists {
+            what: "approval of department",
+            id: dept,
+        });
+    }
+    record_approval(o, id, p, dept)
+}
+
+/// Number of departments (each has one administrator).
+fn department_count(o: &Overlay<'_>) -> Result<usize, TxError> {
+    // Departments are few (tens); the count is kept beside them.
+    Ok(get::<u64>(o, keys::DEPT_COUNT)?.unwrap_or(0) as usize)
+}
+
+fn record_approval(
+    o: &mut Overlay<'_>,
+    id: u64,
+    mut p: ValidatorProposal,
+    dept: String,
+) -> Result<(), TxError> {
+    p.approvals.insert(dept);
+    let n = department_count(o)?;
+    if p.approvals.len() * 3 <= n * 2 {
+        o.writes
+            .put(keys::validator_proposal(id), codec::encode_infallible(&p));
+        return Ok(());
+    }
+    // Quorum of department administrators: apply.
+    let mut vs: ValidatorSet =
+        get(o, keys::VALIDATORS)?.ok_or_else(|| invalid("state", "no validator set"))?;
+    match p.change {
+        ValidatorChange::Add {
+            department,
+            key,
+            power,
+        } => {
+            let mut d: Department =
+                get(o, &keys::department(&department))?.ok_or_else(|| TxError::NotFound {
+                    what: "department",
+                    id: department.clone(),
+                })?;
+            d.validator_key = Some(key);
+            o.writes
+                .put(keys::department(&department), codec::encode_infallible(&d));
+            o.writes.put(
+                keys::key_role(&key),
+                codec::encode_infallible(&KeyRole::DepartmentNode(department.clone())),
+            );
+            vs.validators.push(govchain_ledger::Validator {
+                key,
+                power,
+                department,
+            });
+        }
+        ValidatorChange::Remove { key } => {
+            vs.validators.retain(|v| v.key != key);
+        }
+    }
+    o.writes
+        .put(keys::VALIDATORS.to_vec(), codec::encode_infallible(&vs));
+    o.writes.delete(keys::validator_proposal(id));
+    Ok(())
+}
+
+fn register_source(o: &mut Overlay<'_>, tx: &SignedTx, s: DataSource) -> Result<(), TxError> {
+    auth::require_system_admin(o, &tx.body.signer, "register data sources")?;
+    s.validate()?;
+    if get::<Department>(o, &keys::department(&s.department))?.is_none() {
+        return Err(TxError::NotFound {
+            what: "department",
+            id: s.department,
+        });
+    }
+    o.writes
+        .put(keys::source(&s.id), codec::encode_infallible(&s));
+    Ok(())
+}
+
+fn submit_records(
+    o: &mut Overlay<'_>,
+    ctx: &BlockContext,
+    tx_id: TxId,
+    tx: &SignedTx,
+    source_id: &str,
+    records: Vec<Record>,
+) -> Result<(), TxError> {
+    let source: DataSource =
+        get(o, &keys::source(source_id))?.ok_or_else(|| TxError::NotFound {
+            what: "data source",
+            id: source_id.to_string(),
+        })?;
+    auth::require_department_key(
+        o,
+        &tx.body.signer,
+        &source.department,
+        &format!(
+            "submit records of {source_id} (owned by {})",
+            source.department
+        ),
+    )?;
+    if records.is_empty() {
+        return Err(invalid("records", "a batch needs at least one record"));
+    }
+    if records.len() > MAX_RECORDS_PER_BATCH {
+        return Err(TxError::TooLarge {
+            what: "records in a batch",
+            got: records.len(),
+            max: MAX_RECORDS_PER_BATCH,
+        });
+    }
+    for (index, record) in records.into_iter().enumerate() {
+        let valid = record
+            .validate(&source)
+            .map_err(|reason| TxError::InvalidRecord {
+                index,
+                key: record
+                    .fields
+                    .get(&source.record_key_field)
+                    .cloned()
+                    .unwrap_or_default(),
+                reason,
+            })?;
+        let key = keys::record(source_id, &valid.key);
+        let prev: Option<StoredRecord> = get(o, &key)?;
+        if prev.as_ref().is_some_and(|p| p.record == record) {
+            continue; // identical re-delivery: nothing changes
+        }
+        let person = valid.person.map(|p| p.as_str().to_string());
+        if let Some(old) = prev.as_ref().and_then(|p| p.person.as_ref()) {
+            if Some(old) != person.as_ref() {
+                o.writes
+                    .delete(keys::person_record(old, source_id, &valid.key));
+            }
+        }
+        if let Some(p) = &person {
+            o.writes
+                .put(keys::person_record(p, source_id, &valid.key), Vec::new());
+        }
+        let stored = StoredRecord {
+            version: prev.map_or(1, |p| p.version + 1),
+            height: ctx.height,
+            tx_id,
+            person,
+            record,
+        };
+        o.writes.put(key, codec::encode_infallible(&stored));
+    }
+    Ok(())
+}

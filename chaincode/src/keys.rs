@@ -1,0 +1,57 @@
+//! State keys. Every key chaincode writes is built here, so the layout is in one place.
+//!
+//! Keys are ASCII prefixes followed by ids; ids are validated before they reach here, and
+//! contain no `/` so prefixes cannot collide.
+
+use govchain_ledger::PublicKey;
+
+/// The validator set.
+pub const VALIDATORS: &[u8] = b"validators";
+/// The system administrator's key.
+pub const SYSTEM_ADMIN: &[u8] = b"sysadmin";
+
+/// A department record.
+pub fn department(id: &str) -> Vec<u8> {
+    [b"dept/", id.as_bytes()].concat()
+}
+
+/// What a signing key is (its role).
+pub fn key_role(key: &PublicKey) -> Vec<u8> {
+    [&b"key/"[..], key.as_bytes()].concat()
+}
+
+/// A used (signer, nonce) pair.
+pub fn nonce(signer: &PublicKey, nonce: u64) -> Vec<u8> {
+    [&b"nonce/"[..], signer.as_bytes(), &nonce.to_be_bytes()].concat()
+}
+
+/// A data source definition.
+pub fn source(id: &str) -> Vec<u8> {
+    [b"src/", id.as_bytes()].concat()
+}
+
+/// The latest version of a record.
+pub fn record(source: &str, record_key: &str) -> Vec<u8> {
+    [b"rec/", source.as_bytes(), b"/", record_key.as_bytes()].concat()
+}
+
+/// A person's index entry for one record.
+pub fn person_record(person: &str, source: &str, record_key: &str) -> Vec<u8> {
+    [
+        b"person/",
+        person.as_bytes(),
+        b"/",
+        source.as_bytes(),
+        b"/",
+        record_key.as_bytes(),
+    ]
+    .concat()
+}
+
+/// A pending validator-set change proposal.
+pub fn validator_proposal(id: u64) -> Vec<u8> {
+    [&b"valprop/"[..], &id.to_be_bytes()].concat()
+}
+
+/// Number of registered departments.
+pub const DEPT_COUNT: &[u8] = b"dept_count";

@@ -1,0 +1,24 @@
+//! govchain chaincode: the deterministic state machine every node and every auditor runs.
+//!
+//! It decodes transaction kinds ([`kinds`]), checks who may sign each ([`auth`]), validates data
+//! records against the catalog ([`catalog`], [`person`]), executes a block into a sorted write set
+//! ([`exec`]) and chains the app hash ([`app_hash`]).
+//!
+//! It never does IO, reads no clock and draws no randomness: time comes from the block header.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
+
+pub mod app_hash;
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod exec;
+pub mod genesis;
+pub mod keys;
+pub mod kinds;
+pub mod person;
+pub mod records;
+
+pub use error::TxError;
+pub use exec::{execute_block, BlockContext, BlockOutcome};
+pub use kinds::TxKind;

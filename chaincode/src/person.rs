@@ -1,0 +1,230 @@
+//! The 18-digit national ID of the People's Republic of China (GB 11643-1999).
+//!
+//! Layout: 6-digit administrative region code, 8-digit birth date `YYYYMMDD`, 3-digit sequence
+//! (odd for men, even for women), 1 check character (`0`–`9` or `X`) computed by ISO 7064 MOD 11-2.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Weights of the 17 leading digits.
+const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+/// Check character for `sum % 11`.
+const CHECK: [u8; 11] = *b"10X98765432";
+/// Province-level codes in use (GB/T 2260), including Taiwan, Hong Kong and Macao.
+const PROVINCES: [u32; 34] = [
+    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52,
+    53, 54, 61, 62, 63, 64, 65, 71, 81, 82,
+];
+
+/// Why a string is not a valid national ID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PersonIdError {
+    /// Not 18 characters.
+    #[error("must be 18 characters, got {0}")]
+    WrongLength(usize),
+    /// Non-digit among the first 17, or a bad last character.
+    #[error("the first 17 characters must be digits and the last a digit or X")]
+    BadCharacter,
+    /// Unknown province code.
+    #[error("region code {0} is not a valid administrative region")]
+    BadRegion(String),
+    /// The birth date does not exist.
+    #[error("birth date {0} is not a valid date")]
+    BadBirthDate(String),
+    /// The check character is wrong.
+    #[error("check character is {got}, expected {expected}")]
+    BadChecksum {
+        /// Given.
+        got: char,
+        /// Computed.
+        expected: char,
+    },
+}
+
+/// A validated national ID (the last character upper-case).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PersonId(String);
+
+/// The check character for 17 leading digits.
+pub fn check_char(first17: &[u8]) -> char {
+    let sum: u32 = first17
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
+    CHECK[(sum % 11) as usize] as char
+}
+
+/// Whether `y-m-d` is a real calendar date between 1800 and 2199.
+pub fn is_valid_date(y: u32, m: u32, d: u32) -> bool {
+    if !(1800..=2199).contains(&y) || !(1..=12).contains(&m) || d == 0 {
+        return false;
+    }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    d <= days
+}
+
+fn digits(s: &[u8]) -> u32 {
+    s.iter().fold(0, |acc, d| acc * 10 + u32::from(d - b'0'))
+}
+
+impl PersonId {
+    /// Parses and validates (a lower-case `x` is accepted and normalised).
+    pub fn parse(s: &str) -> Result<Self, PersonIdError> {
+        let n = s.chars().count();
+        if n != 18 || s.len() != 18 {
+            return Err(PersonIdError::WrongLength(n));
+        }
+        let b = s.as_bytes();
+        if !b[..17].iter().all(u8::is_ascii_digit) {
+            return Err(PersonIdError::BadCharacter);
+        }
+        let last = b[17].to_ascii_uppercase();
+        if !(last.is_ascii_digit() || last == b'X') {
+            return Err(PersonIdError::BadCharacter);
+        }
+        let province = digits(&b[..2]);
+        if !PROVINCES.contains(&province) || digits(&b[2..6]) == 0 {
+            return Err(PersonIdError::BadRegion(s[..6].to_string()));
+        }
+        let (y, m, d) = (digits(&b[6..10]), digits(&b[10..12]), digits(&b[12..14]));
+        if !is_valid_date(y, m, d) || y < 1880 {
+            return Err(PersonIdError::BadBirthDate(s[6..14].to_string()));
+        }
+        let expected = check_char(&b[..17]);
+        if last as char != expected {
+            return Err(PersonIdError::BadChecksum {
+                got: last as char,
+                expected,
+            });
+        }
+        let mut out = s[..17].to_string();
+        out.push(expected);
+        Ok(Self(out))
+    }
+
+    /// The ID.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Birth date as `YYYY-MM-DD`.
+    pub fn birth_date(&self) -> String {
+        format!("{}-{}-{}", &self.0[6..10], &self.0[10..12], &self.0[12..14])
+    }
+}
+
+impl<'de> Deserialize<'de> for PersonId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        PersonId::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for PersonId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_standard_example() {
+        // GB 11643-1999 appendix example.
+        assert_eq!(
+            PersonId::parse("11010519491231002X").unwrap().as_str(),
+            "11010519491231002X"
+        );
+        assert_eq!(
+            PersonId::parse("11010519491231002x").unwrap().as_str(),
+            "11010519491231002X"
+        );
+        let mut s = "44052418800101001".to_string();
+        s.push(check_char(s.as_bytes()));
+        assert_eq!(PersonId::parse(&s).unwrap().birth_date(), "1880-01-01");
+    }
+
+    #[test]
+    fn refuses_a_wrong_checksum() {
+        assert_eq!(
+            PersonId::parse("110105194912310021"),
+            Err(PersonIdError::BadChecksum {
+                got: '1',
+                expected: 'X'
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_wrong_lengths() {
+        assert_eq!(
+            PersonId::parse("11010519491231002"),
+            Err(PersonIdError::WrongLength(17))
+        );
+        assert_eq!(
+            PersonId::parse("11010519491231002X1"),
+            Err(PersonIdError::WrongLength(19))
+        );
+        assert_eq!(
+            PersonId::parse("11010519491231002中"),
+            Err(PersonIdError::WrongLength(18))
+        );
+    }
+
+    #[test]
+    fn refuses_impossible_birth_dates() {
+        for bad in [
+            "110105194902300010",
+            "110105194913010010",
+            "110105190002290010",
+        ] {
+            let mut s = bad[..17].to_string();
+            s.push(check_char(&bad.as_bytes()[..17]));
+            assert!(
+                matches!(PersonId::parse(&s), Err(PersonIdError::BadBirthDate(_))),
+                "{s}"
+            );
+        }
+        // 2000-02-29 exists.
+        let mut s = "11010520000229001".to_string();
+        s.push(check_char(s.as_bytes()));
+        assert!(PersonId::parse(&s).is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_region_codes() {
+        for bad in ["99010519491231002", "00000019491231002", "110000"] {
+            if bad.len() != 17 {
+                continue;
+            }
+            let mut s = bad.to_string();
+            s.push(check_char(bad.as_bytes()));
+            assert!(
+                matches!(PersonId::parse(&s), Err(PersonIdError::BadRegion(_))),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_letters_inside() {
+        assert_eq!(
+            PersonId::parse("1101051949123100AX"),
+            Err(PersonIdError::BadCharacter)
+        );
+        assert_eq!(
+            PersonId::parse("11010519491231002Y"),
+            Err(PersonIdError::BadCharacter)
+        );
+    }
+}

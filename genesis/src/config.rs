@@ -1,0 +1,182 @@
+//! A node's configuration file (`node.toml`). Every key has a documented default; relative paths
+//! are relative to the file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::doc::GenesisError;
+
+/// `node.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The department this node belongs to.
+    pub department: String,
+    /// Path of the genesis document. Default `../genesis.json`.
+    #[serde(default = "defaults::genesis")]
+    pub genesis: PathBuf,
+    /// Path of the node's secret key (validator key). Default `node.key`.
+    #[serde(default = "defaults::key_file")]
+    pub key_file: PathBuf,
+    /// Directory of the RocksDB store. Default `data`.
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
+    /// HTTP API settings.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Block production settings.
+    #[serde(default)]
+    pub chain: ChainConfig,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listen address. Default `127.0.0.1:8701`.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Largest request body in bytes. Default 4 MiB + 1 KiB (one maximal transaction).
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long `?wait=commit` waits, in ms. Default 30000.
+    #[serde(default = "defaults::commit_wait_ms")]
+    pub commit_wait_ms: u64,
+}
+
+/// `[chain]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Most transactions per block. Default 5000.
+    #[serde(default = "defaults::max_block_txs")]
+    pub max_block_txs: usize,
+    /// Most bytes of transactions per block. Default 32 MiB.
+    #[serde(default = "defaults::max_block_bytes")]
+    pub max_block_bytes: usize,
+    /// Longest a transaction waits for a block, in ms. Default 100.
+    #[serde(default = "defaults::block_interval_ms")]
+    pub block_interval_ms: u64,
+    /// Interval of empty heartbeat blocks, in ms; 0 disables them. Default 0.
+    #[serde(default)]
+    pub heartbeat_ms: u64,
+    /// Most transactions waiting in the mempool. Default 50000.
+    #[serde(default = "defaults::mempool_max_txs")]
+    pub mempool_max_txs: usize,
+    /// Most bytes waiting in the mempool. Default 256 MiB.
+    #[serde(default = "defaults::mempool_max_bytes")]
+    pub mempool_max_bytes: usize,
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    pub fn genesis() -> PathBuf {
+        "../genesis.json".into()
+    }
+    pub fn key_file() -> PathBuf {
+        "node.key".into()
+    }
+    pub fn data_dir() -> PathBuf {
+        "data".into()
+    }
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8701))
+    }
+    pub fn max_body_bytes() -> usize {
+        govchain_ledger::MAX_TX_BYTES + 1024
+    }
+    pub fn commit_wait_ms() -> u64 {
+        30_000
+    }
+    pub fn max_block_txs() -> usize {
+        5_000
+    }
+    pub fn max_block_bytes() -> usize {
+        32 * 1024 * 1024
+    }
+    pub fn block_interval_ms() -> u64 {
+        100
+    }
+    pub fn mempool_max_txs() -> usize {
+        50_000
+    }
+    pub fn mempool_max_bytes() -> usize {
+        256 * 1024 * 1024
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: defaults::listen(),
+            max_body_bytes: defaults::max_body_bytes(),
+            commit_wait_ms: defaults::commit_wait_ms(),
+        }
+    }
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self {
+            max_block_txs: defaults::max_block_txs(),
+            max_block_bytes: defaults::max_block_bytes(),
+            block_interval_ms: defaults::block_interval_ms(),
+            heartbeat_ms: 0,
+            mempool_max_txs: defaults::mempool_max_txs(),
+            mempool_max_bytes: defaults::mempool_max_bytes(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads `path` and resolves relative paths against its directory. Checks limits once.
+    pub fn read(path: &Path) -> Result<Self, GenesisError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut c: NodeConfig = toml::from_str(&text)
+            .map_err(|e| GenesisError::Format(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut c.genesis, &mut c.key_file, &mut c.data_dir] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Checks every limit is within range.
+    pub fn check(&self) -> Result<(), GenesisError> {
+        let ch = &self.chain;
+        let bad = |m: &str| Err(GenesisError::Format(format!("node.toml: {m}")));
+        if ch.max_block_txs == 0 || ch.max_block_txs > govchain_ledger::MAX_BLOCK_TXS {
+            return bad("chain.max_block_txs must be 1..=20000");
+        }
+        if ch.max_block_bytes < govchain_ledger::MAX_TX_BYTES
+            || ch.max_block_bytes > govchain_ledger::MAX_BLOCK_BYTES - 1024 * 1024
+        {
+            return bad("chain.max_block_bytes must hold one maximal transaction and stay under the block limit");
+        }
+        if ch.block_interval_ms == 0 || ch.mempool_max_txs == 0 || ch.mempool_max_bytes == 0 {
+            return bad("chain.block_interval_ms and mempool limits must be positive");
+        }
+        if self.api.max_body_bytes == 0 {
+            return bad("api.max_body_bytes must be positive");
+        }
+        Ok(())
+    }
+
+    /// Writes the config as TOML.
+    pub fn write(&self, path: &Path) -> Result<(), GenesisError> {
+        let text = toml::to_string_pretty(self).map_err(|e| GenesisError::Format(e.to_string()))?;
+        std::fs::write(path, text).map_err(|source| GenesisError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}

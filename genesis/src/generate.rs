@@ -1,0 +1,163 @@
+//! `govchain genesis`: keys, the genesis document and one directory per validator node.
+//!
+//! Layout written under `out`:
+//! - `genesis.json`
+//! - `keys/sysadmin.key`, `keys/<dept>-admin.key` (every department administrator)
+//! - `node-<i>/node.toml`, `node-<i>/node.key` for the first `departments` departments.
+//!
+//! Secret key files are created with mode 0600 and never overwritten.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use govchain_chaincode::catalog::Department;
+use govchain_ledger::{ChainId, Keypair, TimestampMs, Validator, ValidatorSet};
+
+use crate::catalog::default_catalog;
+use crate::config::{ApiConfig, ChainConfig, NodeConfig};
+use crate::doc::{GenesisDoc, GenesisError};
+
+/// Parameters of `govchain genesis`.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// How many departments run validator nodes (the first N of the catalog's departments).
+    pub departments: usize,
+    /// The chain id.
+    pub chain_id: ChainId,
+    /// Genesis time.
+    pub genesis_time: TimestampMs,
+    /// Node i's API listens on `127.0.0.1:(base_port + i)`.
+    pub base_port: u16,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GenesisError + '_ {
+    move |source| GenesisError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes a new cluster under `out`, which must not contain a genesis yet.
+pub fn generate(opts: &GenerateOptions, out: &Path) -> Result<GenesisDoc, GenesisError> {
+    let catalog = default_catalog()?;
+    let n = opts.departments;
+    if n == 0 || n > catalog.departments.len() {
+        return Err(GenesisError::Format(format!(
+            "--departments must be 1..={} (the catalog's departments)",
+            catalog.departments.len()
+        )));
+    }
+    let genesis_path = out.join("genesis.json");
+    if genesis_path.exists() {
+        return Err(GenesisError::Format(format!(
+            "{} already exists; choose an empty directory",
+            genesis_path.display()
+        )));
+    }
+    let keys_dir = out.join("keys");
+    std::fs::create_dir_all(&keys_dir).map_err(io(&keys_dir))?;
+
+    let sysadmin = Keypair::generate()?;
+    sysadmin.write_file(&keys_dir.join("sysadmin.key"))?;
+
+    let mut departments = Vec::new();
+    let mut validators = Vec::new();
+    let mut node_keys = Vec::new();
+    for (i, d) in catalog.departments.iter().enumerate() {
+        let admin = Keypair::generate()?;
+        admin.write_file(&keys_dir.join(format!("{}-admin.key", d.id)))?;
+        let validator_key = if i < n {
+            let k = Keypair::generate()?;
+            validators.push(Validator {
+                key: k.public(),
+                power: 1,
+                department: d.id.clone(),
+            });
+            let pk = k.public();
+            node_keys.push((d.id.clone(), k));
+            Some(pk)
+        } else {
+            None
+        };
+        departments.push(Department {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            admin_key: admin.public(),
+            validator_key,
+        });
+    }
+    let doc = GenesisDoc {
+        chain_id: opts.chain_id.clone(),
+        genesis_time: opts.genesis_time,
+        system_admin: sysadmin.public(),
+        departments,
+        validators: ValidatorSet { validators },
+        sources: catalog.sources,
+    };
+    doc.initial_state().validate()?;
+
+    for (i, (dept, key)) in node_keys.iter().enumerate() {
+        let dir = out.join(format!("node-{}", i + 1));
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        key.write_file(&dir.join("node.key"))?;
+        let port = opts.base_port.checked_add(i as u16 + 1).ok_or_else(|| {
+            GenesisError::Format("--base-port too high for this many nodes".into())
+        })?;
+        let cfg = NodeConfig {
+            department: dept.clone(),
+            genesis: "../genesis.json".into(),
+            key_file: "node.key".into(),
+            data_dir: "data".into(),
+            api: ApiConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], port)),
+                ..ApiConfig::default()
+            },
+            chain: ChainConfig::default(),
+        };
+        cfg.write(&dir.join("node.toml"))?;
+    }
+    doc.write(&genesis_path)?;
+    Ok(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_readable_cluster_with_private_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = GenerateOptions {
+            departments: 4,
+            chain_id: ChainId::new("test-chain").unwrap(),
+            genesis_time: TimestampMs(1_700_000_000_000),
+            base_port: 18700,
+        };
+        let doc = generate(&opts, dir.path()).unwrap();
+        assert_eq!(doc.validators.validators.len(), 4);
+        let read = GenesisDoc::read(&dir.path().join("genesis.json")).unwrap();
+        assert_eq!(read.hash(), doc.hash());
+        let cfg = NodeConfig::read(&dir.path().join("node-2/node.toml")).unwrap();
+        assert_eq!(cfg.department, "mzj");
+        assert_eq!(cfg.api.listen.port(), 18702);
+        let key = Keypair::read_file(&cfg.key_file).unwrap();
+        assert_eq!(key.public(), doc.validators.validators[1].key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&cfg.key_file)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A second run into the same directory refuses to overwrite.
+        assert!(generate(&opts, dir.path()).is_err());
+        // Too many departments is refused.
+        let too_many = GenerateOptions {
+            departments: 99,
+            ..opts
+        };
+        assert!(generate(&too_many, tempfile::tempdir().unwrap().path()).is_err());
+    }
+}
