@@ -1,1 +1,94 @@
-//! x
+//! govchain HTTP API (axum, `/api/v1`).
+//!
+//! This crate owns request parsing, admission checks that need no lock (decode, signature,
+//! chain id, replay and a dry run of chaincode against committed state), and the JSON shape of
+//! responses. It hands admitted transactions to the node's chain task over a bounded channel
+//! ([`Submission`]) and reads blocks and transactions from the store. Errors are always
+//! `{"error": {"code", "message"}}` with a fitting status.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod routes;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use govchain_chaincode::TxError;
+use govchain_ledger::{ChainId, Height, SignedTx, Store, Tip, TxId};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use error::ApiError;
+pub use routes::router;
+
+/// What happened to a transaction after admission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitNotice {
+    /// It is in the block at `height`, position `index`, and that block is durably stored.
+    Committed {
+        /// Block height.
+        height: Height,
+        /// Position in the block.
+        index: u32,
+    },
+    /// The block builder refused it (state changed since admission).
+    Rejected(TxError),
+}
+
+/// Why the mempool did not take a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// The mempool is full; retry later.
+    #[error("mempool is full ({txs} transactions waiting); retry after {retry_after_ms} ms")]
+    Full {
+        /// Transactions waiting.
+        txs: usize,
+        /// Suggested wait.
+        retry_after_ms: u64,
+    },
+    /// The same transaction is already waiting.
+    #[error("transaction {0} is already in the mempool")]
+    Duplicate(TxId),
+    /// Another waiting transaction has the same (signer, nonce).
+    #[error("another pending transaction uses the same signer and nonce")]
+    NonceInUse,
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+}
+
+/// An admitted transaction on its way to the chain task.
+#[derive(Debug)]
+pub struct Submission {
+    /// The transaction (signature already verified).
+    pub tx: SignedTx,
+    /// Its id.
+    pub id: TxId,
+    /// Its encoded size.
+    pub bytes: usize,
+    /// Answer of the mempool.
+    pub reply: oneshot::Sender<Result<(), AdmitError>>,
+    /// Notified when the transaction is committed or refused, if the client waits.
+    pub on_commit: Option<oneshot::Sender<CommitNotice>>,
+}
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct ApiContext {
+    /// This chain.
+    pub chain_id: ChainId,
+    /// The department running this node.
+    pub department: String,
+    /// The node's store (reads only).
+    pub store: Store,
+    /// Where admitted transactions go.
+    pub submit: mpsc::Sender<Submission>,
+    /// The current tip.
+    pub tip: watch::Receiver<Tip>,
+    /// Transactions waiting in the mempool.
+    pub mempool_len: Arc<AtomicUsize>,
+    /// How long `?wait=commit` waits.
+    pub commit_wait: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}

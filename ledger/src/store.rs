@@ -135,6 +135,16 @@ impl Store {
         })
     }
 
+    /// Opens an existing store read-only (the auditor's view of a live or copied node).
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let opts = Options::default();
+        let db = DB::open_cf_for_read_only(&opts, path, COLUMN_FAMILIES, false)?;
+        Ok(Self {
+            db: Arc::new(db),
+            sync: false,
+        })
+    }
+
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         #[allow(clippy::expect_used)]
         self.db
@@ -322,6 +332,16 @@ impl Store {
     pub fn put_raw(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let mut b = WriteBatch::default();
         b.put_cf(self.cf(cf), key, value);
+        self.write(b)
+    }
+
+    /// Raw puts into any column family, in one batch.
+    pub fn put_raw_batch(&self, cf: &str, entries: &[(&[u8], &[u8])]) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        let cf = self.cf(cf);
+        for (k, v) in entries {
+            b.put_cf(cf, k, v);
+        }
         self.write(b)
     }
 

@@ -1,1 +1,173 @@
-fn main() {}
+//! `govchain`: the command line of a govchain node (DESIGN §8).
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use govchain_genesis::GenerateOptions;
+use govchain_ledger::{ChainId, TimestampMs};
+use govchain_node::{bench, server, submit, verify};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "govchain",
+    version,
+    about = "Permissioned blockchain for government data sharing"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate keys, genesis.json and one node directory per validator department.
+    Genesis {
+        /// Departments that run validator nodes (the first N of the catalog).
+        #[arg(long, default_value_t = 4)]
+        departments: usize,
+        /// Output directory (must not hold a genesis yet).
+        #[arg(long)]
+        out: PathBuf,
+        /// Chain id.
+        #[arg(long, default_value = "govchain-local")]
+        chain_id: String,
+        /// Node i's API port is base-port + i.
+        #[arg(long, default_value_t = 8700)]
+        base_port: u16,
+    },
+    /// Run a node.
+    Node {
+        /// The node's node.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Replay a node's store from genesis and verify everything (the auditor's check).
+    Verify {
+        /// The node's data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+    },
+    /// Sign and send batches of synthetic records from the node's department.
+    Submit {
+        /// The node's node.toml (its key signs).
+        #[arg(long)]
+        config: PathBuf,
+        /// Records in total.
+        #[arg(long, default_value_t = 100)]
+        records: u64,
+        /// Records per transaction.
+        #[arg(long, default_value_t = 100)]
+        batch: u64,
+        /// Population seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// First resident index.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Only this data source.
+        #[arg(long)]
+        source: Option<String>,
+        /// API base URL (default: the node's listen address).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Signatures, hashing, Merkle roots and synced block commits.
+    Ledger {
+        /// Blocks of 1,000 transactions to commit.
+        #[arg(long, default_value_t = 100)]
+        blocks: usize,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.log_json);
+    match cli.cmd {
+        Cmd::Genesis {
+            departments,
+            out,
+            chain_id,
+            base_port,
+        } => {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+            let opts = GenerateOptions {
+                departments,
+                chain_id: ChainId::new(chain_id)?,
+                genesis_time: TimestampMs(now),
+                base_port,
+            };
+            let doc = govchain_genesis::generate(&opts, &out)?;
+            println!(
+                "genesis {} for chain {}: {} departments ({} validators), {} data sources, written to {}",
+                doc.hash(),
+                doc.chain_id,
+                doc.departments.len(),
+                doc.validators.validators.len(),
+                doc.sources.len(),
+                out.display()
+            );
+        }
+        Cmd::Node { config } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(server::run(&config))?;
+        }
+        Cmd::Verify { data, genesis } => std::process::exit(verify::run(&data, &genesis)),
+        Cmd::Submit {
+            config,
+            records,
+            batch,
+            seed,
+            start,
+            source,
+            url,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let opts = submit::SubmitOptions {
+                records,
+                batch,
+                seed,
+                start,
+                source,
+                url,
+            };
+            rt.block_on(submit::run(&config, &opts))?;
+        }
+        Cmd::Bench {
+            what: BenchCmd::Ledger { blocks },
+        } => bench::ledger(blocks)?,
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The routes of `/api/v1` for the chain: status, transaction submission and look-up (with
+//! Merkle inclusion proof), blocks with their commit certificates.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use govchain_chaincode::exec::execute_tx;
+use govchain_chaincode::{BlockContext, TxKind};
+use govchain_ledger::state::Overlay;
+use govchain_ledger::{merkle, CodecError, Hash, Height, SignedTx, TimestampMs};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::{ApiContext, ApiError, CommitNotice, Submission};
+
+/// The API router.
+pub fn router(ctx: ApiContext) -> Router {
+    let limit = ctx.max_body_bytes;
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/txs", post(submit_tx))
+        .route("/api/v1/txs/{id}", get(get_tx))
+        .route("/api/v1/blocks/{height}", get(get_block))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(ctx)
+}
+
+fn now_ms() -> TimestampMs {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    TimestampMs(ms)
+}
+
+async fn status(State(ctx): State<ApiContext>) -> Json<Value> {
+    let tip = *ctx.tip.borrow();
+    Json(json!({
+        "chain_id": ctx.chain_id,
+        "department": ctx.department,
+        "height": tip.height,
+        "block_hash": tip.block_hash,
+        "app_hash": tip.app_hash,
+        "mempool_txs": ctx.mempool_len.load(Ordering::Relaxed),
+    }))
+}
+
+/// Decodes and checks a transaction without taking any lock: size, encoding, chain id,
+/// signature, and a dry run of chaincode against committed state.
+fn admit_check(ctx: &ApiContext, body: &[u8]) -> Result<SignedTx, ApiError> {
+    let tx = SignedTx::decode(body).map_err(|e| match e {
+        CodecError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+        }
+        _ => ApiError::bad_request(
+            "malformed_tx",
+            format!("body is not a signed transaction: {e}"),
+        ),
+    })?;
+    if tx.body.chain_id != ctx.chain_id {
+        return Err(ApiError::bad_request(
+            "wrong_chain",
+            format!(
+                "transaction is for chain {}, this is {}",
+                tx.body.chain_id, ctx.chain_id
+            ),
+        ));
+    }
+    tx.verify_signature()
+        .map_err(|e| ApiError::bad_request("bad_signature", e.to_string()))?;
+    let tip = *ctx.tip.borrow();
+    let bctx = BlockContext {
+        chain_id: ctx.chain_id.clone(),
+        height: tip.height.next(),
+        time: now_ms(),
+    };
+    let mut overlay = Overlay::new(&ctx.store);
+    execute_tx(&mut overlay, &bctx, &tx)?;
+    Ok(tx)
+}
+
+async fn submit_tx(
+    State(ctx): State<ApiContext>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let wait = match q.get("wait").map(String::as_str) {
+        None => false,
+        Some("commit") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                format!("wait={other:?}: the only value is \"commit\""),
+            ))
+        }
+    };
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request body exceeds {} bytes", ctx.max_body_bytes),
+            )
+        } else {
+            ApiError::bad_request("bad_body", e.body_text())
+        }
+    })?;
+    let bytes = body.len();
+    let check_ctx = ctx.clone();
+    let tx = tokio::task::spawn_blocking(move || admit_check(&check_ctx, &body))
+        .await
+        .map_err(ApiError::internal)??;
+    let id = tx.id();
+    let (reply, admitted) = oneshot::channel();
+    let (on_commit, committed) = if wait {
+        let (s, r) = oneshot::channel();
+        (Some(s), Some(r))
+    } else {
+        (None, None)
+    };
+    let sub = Submission {
+        tx,
+        id,
+        bytes,
+        reply,
+        on_commit,
+    };
+    let gone = || ApiError::from(crate::AdmitError::ShuttingDown);
+    ctx.submit.send(sub).await.map_err(|_| gone())?;
+    admitted.await.map_err(|_| gone())??;
+    let Some(committed) = committed else {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"tx_id": id, "status": "pending"})),
+        )
+            .into_response());
+    };
+    match tokio::time::timeout(ctx.commit_wait, committed).await {
+        Ok(Ok(CommitNotice::Committed { height, index })) => Ok((
+            StatusCode::OK,
+            Json(json!({"tx_id": id, "status": "committed", "height": height, "index": index})),
+        )
+            .into_response()),
+        Ok(Ok(CommitNotice::Rejected(e))) => Err(e.into()),
+        Ok(Err(_)) => Err(gone()),
+        Err(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"tx_id": id, "status": "pending"})),
+        )
+            .into_response()),
+    }
+}
+
+fn kind_name(tx: &SignedTx) -> &'static str {
+    TxKind::decode(&tx.body.payload)
+        .map(|k| k.name())
+        .unwrap_or("unknown")
+}
+
+async fn get_tx(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = Hash::from_hex(&id)
+        .map_err(|_| ApiError::bad_request("bad_tx_id", "a transaction id is 64 hex digits"))?;
+    let loc = ctx
+        .store
+        .tx_location(&id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("transaction {id} is not committed")))?;
+    let block = ctx
+        .store
+        .block(loc.height)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal(format!("block {} missing", loc.height)))?;
+    let commit = ctx.store.commit(loc.height).map_err(ApiError::internal)?;
+    let ids: Vec<Hash> = block.txs.iter().map(SignedTx::id).collect();
+    let proof = merkle::prove(&ids, loc.index as usize)
+        .ok_or_else(|| ApiError::internal("tx index out of range"))?;
+    let tx = &block.txs[loc.index as usize];
+    Ok(Json(json!({
+        "id": id,
+        "height": loc.height,
+        "index": loc.index,
+        "block_hash": block.hash(),
+        "tx_root": block.header.tx_root,
+        "kind": kind_name(tx),
+        "signer": tx.body.signer,
+        "nonce": tx.body.nonce,
+        "created_at": tx.body.created_at,
+        "tx": hex::encode(tx.encode()),
+        "proof": proof,
+        "header": block.header,
+        "commit": commit,
+    })))
+}
+
+async fn get_block(
+    State(ctx): State<ApiContext>,
+    Path(height): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let h: u64 = height
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_height", "height is a non-negative integer"))?;
+    let block = ctx
+        .store
+        .block(Height(h))
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {h}")))?;
+    let commit = ctx.store.commit(Height(h)).map_err(ApiError::internal)?;
+    let txs: Vec<Value> = block
+        .txs
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id(),
+                "kind": kind_name(t),
+                "signer": t.body.signer,
+                "nonce": t.body.nonce,
+                "bytes": t.encode().len(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "hash": block.hash(),
+        "header": block.header,
+        "txs": txs,
+        "commit": commit,
+    })))
+}

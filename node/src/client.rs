@@ -1,0 +1,111 @@
+//! A small client: builds signed transactions and posts them to a node's API. Used by
+//! `govchain submit`, tests and benchmarks.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use govchain_chaincode::catalog::DataSource;
+use govchain_chaincode::records::Record;
+use govchain_chaincode::TxKind;
+use govchain_ledger::{ChainId, Keypair, SignedTx, TxBody, TxId};
+use serde::Deserialize;
+
+use crate::producer::now_ms;
+
+/// Signs a transaction of `kind` with a fresh random nonce.
+pub fn sign_tx(key: &Keypair, chain_id: &ChainId, kind: &TxKind) -> SignedTx {
+    TxBody {
+        chain_id: chain_id.clone(),
+        signer: key.public(),
+        nonce: rand::random(),
+        created_at: now_ms(),
+        payload: kind.encode(),
+    }
+    .sign(key)
+}
+
+/// A `SubmitRecords` transaction.
+pub fn records_tx(
+    key: &Keypair,
+    chain_id: &ChainId,
+    source: &DataSource,
+    records: Vec<Record>,
+) -> SignedTx {
+    sign_tx(
+        key,
+        chain_id,
+        &TxKind::SubmitRecords {
+            source: source.id.clone(),
+            records,
+        },
+    )
+}
+
+/// The node's answer to a submission.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubmitReply {
+    /// Transaction id.
+    pub tx_id: TxId,
+    /// `committed` or `pending`.
+    pub status: String,
+    /// Block height, when committed.
+    pub height: Option<u64>,
+}
+
+/// An HTTP client for one node.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the node at `base` (`http://127.0.0.1:8701`).
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    /// Posts a transaction; with `wait`, returns once it is committed.
+    pub async fn submit(&self, tx: &SignedTx, wait: bool) -> anyhow::Result<SubmitReply> {
+        let url = format!(
+            "{}/api/v1/txs{}",
+            self.base,
+            if wait { "?wait=commit" } else { "" }
+        );
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", "application/octet-stream")
+            .body(tx.encode())
+            .send()
+            .await
+            .context("posting transaction")?;
+        let status = r.status();
+        let body = r.text().await?;
+        if !status.is_success() {
+            bail!("node answered {status}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// GET a JSON document under `/api/v1`.
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let r = self
+            .http
+            .get(format!("{}/api/v1/{path}", self.base))
+            .send()
+            .await?;
+        let status = r.status();
+        let body = r.text().await?;
+        if !status.is_success() {
+            bail!("node answered {status}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+}

@@ -1,0 +1,121 @@
+//! `govchain node`: opens the store, writes genesis on first start, runs the chain task and the
+//! HTTP API, and stops cleanly on SIGTERM or Ctrl-C (the chain task commits what it admitted).
+
+use std::path::Path;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use govchain_api::ApiContext;
+use govchain_genesis::{GenesisDoc, NodeConfig};
+use govchain_ledger::{Keypair, Store};
+use tokio::sync::{mpsc, watch};
+
+use crate::chain::ChainState;
+use crate::producer::ChainTask;
+
+/// Capacity of the channel from the API to the chain task.
+const SUBMISSION_QUEUE: usize = 4096;
+
+/// Runs a node until a signal arrives.
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let cfg = NodeConfig::read(config_path)?;
+    let doc = GenesisDoc::read(&cfg.genesis)?;
+    let key = Keypair::read_file(&cfg.key_file)?;
+    if doc.validators.get(&key.public()).is_none() {
+        bail!(
+            "key {} in {} is not a validator of this genesis",
+            key.public(),
+            cfg.key_file.display()
+        );
+    }
+    if doc.validators.validators.len() != 1 {
+        bail!(
+            "this build runs single-validator chains; the genesis has {} validators",
+            doc.validators.validators.len()
+        );
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let store = Store::open(&cfg.data_dir)?;
+    let state = ChainState::load(&store, &doc)?;
+    tracing::info!(
+        target: "node",
+        chain_id = %state.chain_id,
+        height = %state.tip.height,
+        department = %cfg.department,
+        api = %cfg.api.listen,
+        "node starting"
+    );
+
+    let (submit_tx, submit_rx) = mpsc::channel(SUBMISSION_QUEUE);
+    let (tip_tx, tip_rx) = watch::channel(state.tip);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mempool_len = Arc::new(AtomicUsize::new(0));
+
+    let task = ChainTask {
+        store: store.clone(),
+        state: state.clone(),
+        key,
+        cfg: cfg.chain.clone(),
+        submissions: submit_rx,
+        tip: tip_tx,
+        mempool_len: mempool_len.clone(),
+        shutdown: stop_rx.clone(),
+    };
+    let chain = tokio::spawn(task.run());
+
+    let ctx = ApiContext {
+        chain_id: state.chain_id.clone(),
+        department: cfg.department.clone(),
+        store,
+        submit: submit_tx,
+        tip: tip_rx,
+        mempool_len,
+        commit_wait: Duration::from_millis(cfg.api.commit_wait_ms),
+        max_body_bytes: cfg.api.max_body_bytes,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.api.listen))?;
+    tracing::info!(target: "node", addr = %cfg.api.listen, "api listening");
+    let mut stop = stop_rx.clone();
+    let server =
+        axum::serve(listener, govchain_api::router(ctx)).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+    let http = tokio::spawn(async move { server.await });
+
+    wait_for_signal().await;
+    tracing::info!(target: "node", "shutting down");
+    stop_tx.send_replace(true);
+    // The HTTP server stops taking requests; the chain task commits what it admitted.
+    http.await??;
+    chain.await??;
+    tracing::info!(target: "node", "stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "node", error = %e, "no SIGTERM handler; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
