@@ -16,6 +16,8 @@ pub mod codec;
 pub mod crypto;
 pub mod hash;
 pub mod merkle;
+#[cfg(test)]
+mod proptests;
 pub mod state;
 pub mod store;
 pub mod types;

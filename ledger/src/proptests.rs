@@ -28,10 +28,17 @@ use crate::types::{
     Validator, ValidatorSet, Vote, VoteKind, MAX_CHAIN_ID_LEN,
 };
 
-/// Cases for signature-heavy properties (each case signs and verifies many times).
+/// Cases for signature-heavy properties.
 const SIGNATURE_CASES: u32 = 32;
+/// Cases for the bit-flip property: each case decodes and verifies once per bit (~1,000 times).
+const BIT_FLIP_CASES: u32 = 12;
 /// Most bytes appended after a valid encoding in the trailing-bytes property.
 const MAX_EXTRA_BYTES: usize = 16;
+/// Longest generated payload. Every strict prefix of every encoding is decoded, which is
+/// quadratic in the encoding's length; small values keep the debug build's run short.
+const MAX_PAYLOAD_BYTES: usize = 64;
+/// Longest generated Merkle path in the property (a full-length path has its own test).
+const MAX_GENERATED_PATH: usize = 16;
 
 // ---------------------------------------------------------------------------------------------
 // Strategies
@@ -61,7 +68,7 @@ prop_compose! {
         signer in arb_public_key(),
         nonce in any::<u64>(),
         created_at in any::<u64>(),
-        payload in vec(any::<u8>(), 0..256),
+        payload in vec(any::<u8>(), 0..MAX_PAYLOAD_BYTES),
     ) -> TxBody {
         TxBody { chain_id, signer, nonce, created_at: TimestampMs(created_at), payload }
     }
@@ -102,7 +109,7 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn arb_block()(header in arb_block_header(), txs in vec(arb_signed_tx(), 0..4)) -> Block {
+    fn arb_block()(header in arb_block_header(), txs in vec(arb_signed_tx(), 0..3)) -> Block {
         Block { header, txs }
     }
 }
@@ -134,7 +141,7 @@ prop_compose! {
         height in any::<u64>(),
         round in any::<u32>(),
         block_hash in arb_hash(),
-        signatures in vec(arb_commit_sig(), 0..8),
+        signatures in vec(arb_commit_sig(), 0..5),
     ) -> Commit {
         Commit { height: Height(height), round: Round(round), block_hash, signatures }
     }
@@ -161,7 +168,7 @@ prop_compose! {
     fn arb_inclusion_proof()(
         index in any::<u64>(),
         tree_size in any::<u64>(),
-        path in vec(arb_hash(), 0..=MAX_PROOF_LEN),
+        path in vec(arb_hash(), 0..=MAX_GENERATED_PATH),
     ) -> InclusionProof {
         InclusionProof { index, tree_size, path }
     }
@@ -186,7 +193,7 @@ prop_compose! {
         chain_id in arb_chain_id(),
         nonce in any::<u64>(),
         created_at in any::<u64>(),
-        payload in vec(any::<u8>(), 0..48),
+        payload in vec(any::<u8>(), 0..MAX_PAYLOAD_BYTES),
     ) -> SignedTx {
         let key = Keypair::from_seed(seed);
         TxBody {
@@ -364,6 +371,16 @@ proptest! {
 }
 
 #[test]
+fn full_length_inclusion_proof_round_trips_canonically() {
+    let proof = InclusionProof {
+        index: u64::MAX - 1,
+        tree_size: u64::MAX,
+        path: (0..MAX_PROOF_LEN).map(|i| Hash([i as u8; 32])).collect(),
+    };
+    check_canonical(&proof, decode_any::<InclusionProof>, &[0]).unwrap();
+}
+
+#[test]
 fn vote_round_trips_for_every_kind_with_and_without_a_block() {
     let chain_id = ChainId::new("govchain-test").unwrap();
     for kind in [VoteKind::Prevote, VoteKind::Precommit] {
@@ -483,7 +500,13 @@ proptest! {
     #[test]
     fn valid_chain_id_text_decodes_to_the_same_chain_id(s in "[a-z0-9-]{1,64}") {
         let bytes = codec::encode(&s).unwrap();
-        prop_assert_eq!(decode_any::<ChainId>(&bytes).unwrap().as_str(), s.as_str());
+        let id: ChainId = decode_any(&bytes).unwrap();
+        prop_assert_eq!(id.as_str(), s.as_str());
+        // The control for the refusal above: the same tuple with a valid id is a TxBody.
+        let body = (s.clone(), PublicKey([1; 32]), 1u64, TimestampMs(2), vec![3u8]);
+        let bytes = codec::encode(&body).unwrap();
+        let decoded: TxBody = decode_any(&bytes).unwrap();
+        prop_assert_eq!(decoded.chain_id, id);
     }
 }
 
@@ -513,6 +536,22 @@ proptest! {
         prop_assert_eq!(back.id(), tx.id());
     }
 
+    #[test]
+    fn signature_of_another_key_does_not_verify(
+        tx in arb_correctly_signed_tx(),
+        other_seed in any::<[u8; 32]>(),
+    ) {
+        let other = Keypair::from_seed(other_seed);
+        prop_assume!(other.public() != tx.body.signer);
+        let mut forged = tx.clone();
+        forged.signature = other.sign(&tx.body.sign_digest());
+        prop_assert!(forged.verify_signature().is_err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(BIT_FLIP_CASES))]
+
     /// Flipping any one bit of a signed transaction's bytes makes it undecodable or leaves a
     /// transaction that fails verification and has another id.
     #[test]
@@ -531,17 +570,5 @@ proptest! {
                 prop_assert_ne!(flipped.id(), id, "bit {} flipped keeps the id", bit);
             }
         }
-    }
-
-    #[test]
-    fn signature_of_another_key_does_not_verify(
-        tx in arb_correctly_signed_tx(),
-        other_seed in any::<[u8; 32]>(),
-    ) {
-        let other = Keypair::from_seed(other_seed);
-        prop_assume!(other.public() != tx.body.signer);
-        let mut forged = tx.clone();
-        forged.signature = other.sign(&tx.body.sign_digest());
-        prop_assert!(forged.verify_signature().is_err());
     }
 }

@@ -58,6 +58,9 @@ pub struct Tip {
     pub app_hash: Hash,
 }
 
+/// One stored state entry: key and value.
+pub type StateEntry = (Box<[u8]>, Box<[u8]>);
+
 /// Where a transaction sits in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxLocation {
@@ -313,9 +316,7 @@ impl Store {
     }
 
     /// Every state entry in key order.
-    pub fn state_iter(
-        &self,
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), StoreError>> + '_ {
+    pub fn state_iter(&self) -> impl Iterator<Item = Result<StateEntry, StoreError>> + '_ {
         self.db
             .iterator_cf(self.cf(CF_STATE), IteratorMode::Start)
             .map(|r| r.map_err(StoreError::from))

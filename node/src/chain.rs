@@ -62,6 +62,17 @@ pub struct Executed {
     pub next_validators: Option<ValidatorSet>,
 }
 
+/// A block built from candidate transactions.
+#[derive(Debug)]
+pub struct Built {
+    /// The block.
+    pub block: Block,
+    /// Its execution result.
+    pub executed: Executed,
+    /// Candidates chaincode refused (position among the candidates, error); left out.
+    pub refused: Vec<(usize, TxError)>,
+}
+
 /// The node's view of the chain head.
 #[derive(Debug, Clone)]
 pub struct ChainState {
@@ -183,7 +194,7 @@ impl ChainState {
         proposer: &Keypair,
         round: Round,
         now: TimestampMs,
-    ) -> Result<(Block, Executed, Vec<(usize, TxError)>), BlockError> {
+    ) -> Result<Built, BlockError> {
         let time = TimestampMs(now.0.max(self.last_time.0 + 1));
         let ctx = self.next_context(time);
         let BlockOutcome { writes, results } = execute_block(view, &ctx, &candidates);
@@ -210,7 +221,11 @@ impl ChainState {
             validator_set_hash: self.validators.hash(),
         };
         let executed = self.finish(writes)?;
-        Ok((Block { header, txs }, executed, refused))
+        Ok(Built {
+            block: Block { header, txs },
+            executed,
+            refused,
+        })
     }
 
     /// Checks every rule a block must meet to follow the tip, and executes it.

@@ -100,7 +100,11 @@ impl ChainTask {
         let (txs, mut waiters): (Vec<_>, Vec<_>) =
             entries.into_iter().map(|e| (e.tx, e.waiter)).unzip();
         let candidates = txs.len();
-        let (block, executed, refused) = tokio::task::block_in_place(|| {
+        let crate::chain::Built {
+            block,
+            executed,
+            refused,
+        } = tokio::task::block_in_place(|| {
             self.state
                 .build_block(&self.store, txs, &self.key, Round(0), now_ms())
         })?;

@@ -205,7 +205,7 @@ fn compare_state(store: &Store, scratch: &Store) -> Result<u64, Fault> {
     let mut b = scratch.state_iter();
     let mut n = 0u64;
     let next = |it: &mut dyn Iterator<
-        Item = Result<(Box<[u8]>, Box<[u8]>), govchain_ledger::StoreError>,
+        Item = Result<govchain_ledger::store::StateEntry, govchain_ledger::StoreError>,
     >| { it.next().transpose().map_err(|e| general(e.to_string())) };
     let (mut x, mut y) = (next(&mut a)?, next(&mut b)?);
     loop {
