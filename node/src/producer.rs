@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use govchain_api::{CommitNotice, Submission};
 use govchain_genesis::config::ChainConfig;
-use govchain_ledger::{sign_commit, Height, Keypair, Round, Store, TimestampMs, Tip};
-use tokio::sync::{mpsc, watch};
+use govchain_ledger::{sign_commit, Keypair, Round, Store, TimestampMs, Tip};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::chain::ChainState;
@@ -24,6 +24,16 @@ pub fn now_ms() -> TimestampMs {
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default();
     TimestampMs(ms)
+}
+
+/// Tells a waiting client what became of its transaction. A client that stopped waiting is no
+/// error: the outcome is on chain either way.
+fn notify(waiter: Option<oneshot::Sender<CommitNotice>>, notice: CommitNotice) {
+    if let Some(w) = waiter {
+        if w.send(notice).is_err() {
+            tracing::debug!(target: "node.chain", "client stopped waiting before the commit");
+        }
+    }
 }
 
 /// Everything the chain task owns.
@@ -109,9 +119,7 @@ impl ChainTask {
                 .build_block(&self.store, txs, &self.key, Round(0), now_ms())
         })?;
         for (i, err) in refused.iter().rev() {
-            if let Some(w) = waiters.remove(*i) {
-                let _ = w.send(CommitNotice::Rejected(err.clone()));
-            }
+            notify(waiters.remove(*i), CommitNotice::Rejected(err.clone()));
         }
         let commit = sign_commit(
             &self.state.chain_id,
@@ -135,12 +143,14 @@ impl ChainTask {
             "committed block"
         );
         for (index, w) in waiters.into_iter().enumerate() {
-            if let Some(w) = w {
-                let _ = w.send(CommitNotice::Committed {
-                    height: Height(tip.height.0),
-                    index: index as u32,
-                });
-            }
+            let index = index as u32;
+            notify(
+                w,
+                CommitNotice::Committed {
+                    height: tip.height,
+                    index,
+                },
+            );
         }
         Ok(())
     }
