@@ -1,14 +1,14 @@
-//! govchain consensus: the round-robin, Tendermint-style BFT state machine (DESIGN §4).
+//! govchain consensus: the round-robin, Tendermint-style BFT state machine (DESIGN §4) and its
+//! deterministic simulator.
 //!
-//! This crate will hold the pure state machine — `handle(input) -> Vec<Action>` with proposer
-//! `validators[(height + round) % n]`, propose/prevote/precommit, locking, growing timeouts and
-//! commit certificates — and its deterministic simulator. It does no IO, reads no clock and draws
-//! no randomness it was not given.
-//!
-//! Until it lands (issue 4), a node runs a single-validator chain: the node's chain task signs
-//! each block's one-signature certificate itself (`govchain-node::producer`), using the same
-//! ledger types ([`govchain_ledger::Commit`], [`govchain_ledger::ValidatorSet`]) this crate will
-//! drive.
+//! The state machine is pure: [`Consensus::handle`] takes an [`Input`] and returns
+//! [`Action`]s; the node performs the IO (gossip, timers, storage, block building and
+//! validation). Proposer of (height, round) is `validators[(height + round) % n]`. Safety holds
+//! with f faulty validators of 3f+1; liveness once the network heals. It does no IO, reads no
+//! clock and draws no randomness it was not given.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
-pub use govchain_ledger::{Commit, ValidatorSet};
+pub mod messages;
+
+pub use messages::*;

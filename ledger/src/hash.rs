@@ -33,6 +33,8 @@ pub enum Domain {
     AppHash,
     /// A node's SQL projection digest.
     Projection,
+    /// A consensus block proposal: the message a proposer signs.
+    Proposal,
 }
 
 impl Domain {
@@ -50,10 +52,11 @@ impl Domain {
             Domain::WriteSet => "govchain/write-set/v1",
             Domain::AppHash => "govchain/app-hash/v1",
             Domain::Projection => "govchain/projection/v1",
+            Domain::Proposal => "govchain/proposal/v1",
         }
     }
 
-    const ALL: [Domain; 11] = [
+    const ALL: [Domain; 12] = [
         Domain::TxBody,
         Domain::TxId,
         Domain::Block,
@@ -65,10 +68,11 @@ impl Domain {
         Domain::WriteSet,
         Domain::AppHash,
         Domain::Projection,
+        Domain::Proposal,
     ];
 
     fn key(self) -> &'static [u8; 32] {
-        static KEYS: OnceLock<[[u8; 32]; 11]> = OnceLock::new();
+        static KEYS: OnceLock<[[u8; 32]; 12]> = OnceLock::new();
         let keys = KEYS.get_or_init(|| Domain::ALL.map(|d| blake3::derive_key(d.context(), b"")));
         let i = Domain::ALL
             .iter()

@@ -27,7 +27,9 @@ pub const MAX_VALIDATORS: usize = 256;
 pub const MAX_CHAIN_ID_LEN: usize = 64;
 
 /// A block height; genesis is height 0, the first block height 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Height(pub u64);
 
@@ -49,7 +51,9 @@ impl fmt::Display for Height {
 }
 
 /// A consensus round within a height.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Round(pub u32);
 
