@@ -150,31 +150,40 @@ pub struct ValidatorProposal {
 
 const NEXT_PROPOSAL: &[u8] = b"valprop_next";
 
-fn propose_validator_change(
-    o: &mut Overlay<'_>,
-    tx: &SignedTx,
-    change: ValidatorChange,
-) -> Result<(), TxError> {
-    let dept = auth::require_department_admin(o, &tx.body.signer, "propose validator changes")?;
+/// Checks that `change` applies to the current state. Runs when a change is proposed AND when
+/// it reaches its quorum, since other changes may have been applied in between.
+fn check_validator_change(o: &Overlay<'_>, change: &ValidatorChange) -> Result<(), TxError> {
     let vs: ValidatorSet =
         get(o, keys::VALIDATORS)?.ok_or_else(|| invalid("state", "no validator set"))?;
-    match &change {
+    match change {
         ValidatorChange::Add {
             department,
             key,
             power,
         } => {
-            if *power == 0 {
-                return Err(invalid("power", "must be at least 1"));
+            if *power == 0 || *power > MAX_VOTING_POWER {
+                return Err(invalid("power", format!("must be 1..={MAX_VOTING_POWER}")));
             }
-            if get::<Department>(o, &keys::department(department))?.is_none() {
-                return Err(TxError::NotFound {
+            let d: Department =
+                get(o, &keys::department(department))?.ok_or_else(|| TxError::NotFound {
                     what: "department",
                     id: department.clone(),
-                });
+                })?;
+            if d.validator_key.is_some() {
+                return Err(invalid(
+                    "department",
+                    format!("{department} already runs a validator; remove it first"),
+                ));
             }
             if vs.get(key).is_some() || auth::role_of(o, key)?.is_some() {
                 return Err(invalid("key", "key is already registered"));
+            }
+            if vs.validators.len() >= govchain_ledger::MAX_VALIDATORS {
+                return Err(TxError::TooLarge {
+                    what: "validators",
+                    got: vs.validators.len() + 1,
+                    max: govchain_ledger::MAX_VALIDATORS,
+                });
             }
         }
         ValidatorChange::Remove { key } => {
@@ -189,6 +198,19 @@ fn propose_validator_change(
             }
         }
     }
+    Ok(())
+}
+
+/// Largest voting power of one validator (keeps every sum of powers far from overflow).
+pub const MAX_VOTING_POWER: u64 = 1_000_000;
+
+fn propose_validator_change(
+    o: &mut Overlay<'_>,
+    tx: &SignedTx,
+    change: ValidatorChange,
+) -> Result<(), TxError> {
+    let dept = auth::require_department_admin(o, &tx.body.signer, "propose validator changes")?;
+    check_validator_change(o, &change)?;
     let id: u64 = get(o, NEXT_PROPOSAL)?.unwrap_or(1);
     o.writes
         .put(NEXT_PROPOSAL.to_vec(), codec::encode_infallible(&(id + 1)));
@@ -236,7 +258,8 @@ fn record_approval(
             .put(keys::validator_proposal(id), codec::encode_infallible(&p));
         return Ok(());
     }
-    // Quorum of department administrators: apply.
+    // Quorum of department administrators: apply, if it still applies.
+    check_validator_change(o, &p.change)?;
     let mut vs: ValidatorSet =
         get(o, keys::VALIDATORS)?.ok_or_else(|| invalid("state", "no validator set"))?;
     match p.change {
@@ -264,7 +287,19 @@ fn record_approval(
             });
         }
         ValidatorChange::Remove { key } => {
+            let removed = vs.validators.iter().find(|v| v.key == key).cloned();
             vs.validators.retain(|v| v.key != key);
+            if let Some(v) = removed {
+                // The key loses its role; the department may propose a new validator later.
+                o.writes.delete(keys::key_role(&key));
+                if let Some(mut d) = get::<Department>(o, &keys::department(&v.department))? {
+                    d.validator_key = None;
+                    o.writes.put(
+                        keys::department(&v.department),
+                        codec::encode_infallible(&d),
+                    );
+                }
+            }
         }
     }
     o.writes

@@ -50,7 +50,14 @@ impl InitialState {
                 format!("need 1-{MAX_VALIDATORS} validators"),
             ));
         }
+        let mut validator_keys = BTreeSet::new();
         for v in vs {
+            if !validator_keys.insert(v.key) {
+                return Err(invalid(
+                    "validators",
+                    format!("validator {} appears twice", v.key),
+                ));
+            }
             let owner = self
                 .departments
                 .iter()
@@ -61,7 +68,10 @@ impl InitialState {
                         format!("unknown department {:?}", v.department),
                     )
                 })?;
-            if owner.validator_key != Some(v.key) || v.power == 0 {
+            if owner.validator_key != Some(v.key)
+                || v.power == 0
+                || v.power > crate::exec::MAX_VOTING_POWER
+            {
                 return Err(invalid(
                     "validators",
                     format!(

@@ -13,6 +13,8 @@ pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod exec;
+#[cfg(test)]
+mod exec_tests;
 pub mod genesis;
 pub mod keys;
 pub mod kinds;

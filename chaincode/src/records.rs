@@ -178,6 +178,15 @@ impl Record {
             .get(&source.record_key_field)
             .cloned()
             .unwrap_or_default();
+        // A national ID as record key is normalised (upper-case X), so one person's record
+        // has one key however the department spelled it.
+        let key = match source.field(&source.record_key_field).map(|f| &f.ty) {
+            Some(FieldType::PersonId) => PersonId::parse(&key)
+                .map_err(|e| format!("record key {e}"))?
+                .as_str()
+                .to_string(),
+            _ => key,
+        };
         let person = match &source.person_field {
             Some(p) => match self.fields.get(p).filter(|v| !v.is_empty()) {
                 Some(v) => Some(PersonId::parse(v).map_err(|e| format!("person id {e}"))?),
@@ -237,7 +246,7 @@ mod tests {
             ("je", "-3.25"),
         ]);
         let v = r.validate(&source()).unwrap();
-        assert_eq!(v.key, "11010519491231002x");
+        assert_eq!(v.key, "11010519491231002X", "person-id keys are normalised");
         assert_eq!(v.person.unwrap().as_str(), "11010519491231002X");
     }
 

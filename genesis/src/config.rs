@@ -29,6 +29,74 @@ pub struct NodeConfig {
     /// Block production settings.
     #[serde(default)]
     pub chain: ChainConfig,
+    /// Peer-to-peer settings.
+    #[serde(default)]
+    pub p2p: P2pConfig,
+    /// Consensus timeouts.
+    #[serde(default)]
+    pub consensus: ConsensusConfig,
+}
+
+/// `[p2p]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pConfig {
+    /// libp2p listen address. Default `/ip4/127.0.0.1/tcp/9701`.
+    #[serde(default = "defaults::p2p_listen")]
+    pub listen: String,
+    /// Addresses of the other departments' nodes, dialled and redialled. Default none.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Keys of read-only observer nodes (auditors) allowed to connect besides the validators.
+    #[serde(default)]
+    pub observers: Vec<govchain_ledger::PublicKey>,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        Self {
+            listen: defaults::p2p_listen(),
+            peers: Vec::new(),
+            observers: Vec::new(),
+        }
+    }
+}
+
+/// `[consensus]`: timeouts in ms; each grows by its delta per round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsensusConfig {
+    /// Wait for a proposal. Default 1000.
+    #[serde(default = "defaults::propose_ms")]
+    pub propose_ms: u64,
+    /// Growth per round. Default 500.
+    #[serde(default = "defaults::delta_ms")]
+    pub propose_delta_ms: u64,
+    /// Wait after +2/3 prevotes for anything. Default 500.
+    #[serde(default = "defaults::vote_ms")]
+    pub prevote_ms: u64,
+    /// Growth per round. Default 250.
+    #[serde(default = "defaults::vote_delta_ms")]
+    pub prevote_delta_ms: u64,
+    /// Wait after +2/3 precommits for anything. Default 500.
+    #[serde(default = "defaults::vote_ms")]
+    pub precommit_ms: u64,
+    /// Growth per round. Default 250.
+    #[serde(default = "defaults::vote_delta_ms")]
+    pub precommit_delta_ms: u64,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        Self {
+            propose_ms: defaults::propose_ms(),
+            propose_delta_ms: defaults::delta_ms(),
+            prevote_ms: defaults::vote_ms(),
+            prevote_delta_ms: defaults::vote_delta_ms(),
+            precommit_ms: defaults::vote_ms(),
+            precommit_delta_ms: defaults::vote_delta_ms(),
+        }
+    }
 }
 
 /// `[api]`.
@@ -106,6 +174,21 @@ mod defaults {
     pub fn mempool_max_bytes() -> usize {
         256 * 1024 * 1024
     }
+    pub fn p2p_listen() -> String {
+        "/ip4/127.0.0.1/tcp/9701".into()
+    }
+    pub fn propose_ms() -> u64 {
+        1000
+    }
+    pub fn delta_ms() -> u64 {
+        500
+    }
+    pub fn vote_ms() -> u64 {
+        500
+    }
+    pub fn vote_delta_ms() -> u64 {
+        250
+    }
 }
 
 impl Default for ApiConfig {
@@ -164,6 +247,10 @@ impl NodeConfig {
         }
         if ch.block_interval_ms == 0 || ch.mempool_max_txs == 0 || ch.mempool_max_bytes == 0 {
             return bad("chain.block_interval_ms and mempool limits must be positive");
+        }
+        let c = &self.consensus;
+        if [c.propose_ms, c.prevote_ms, c.precommit_ms].contains(&0) {
+            return bad("consensus timeouts must be positive");
         }
         if self.api.max_body_bytes == 0 {
             return bad("api.max_body_bytes must be positive");

@@ -14,7 +14,7 @@ use govchain_chaincode::catalog::Department;
 use govchain_ledger::{ChainId, Keypair, TimestampMs, Validator, ValidatorSet};
 
 use crate::catalog::default_catalog;
-use crate::config::{ApiConfig, ChainConfig, NodeConfig};
+use crate::config::{ApiConfig, ChainConfig, ConsensusConfig, NodeConfig, P2pConfig};
 use crate::doc::{GenesisDoc, GenesisError};
 
 /// Parameters of `govchain genesis`.
@@ -26,7 +26,7 @@ pub struct GenerateOptions {
     pub chain_id: ChainId,
     /// Genesis time.
     pub genesis_time: TimestampMs,
-    /// Node i's API listens on `127.0.0.1:(base_port + i)`.
+    /// Node i's API listens on `127.0.0.1:(base_port + i)`, its p2p on `base_port + 100 + i`.
     pub base_port: u16,
 }
 
@@ -96,23 +96,36 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> Result<GenesisDoc, Genesi
     };
     doc.initial_state().validate()?;
 
+    let port = |i: usize, offset: u16| {
+        opts.base_port
+            .checked_add(offset + i as u16 + 1)
+            .ok_or_else(|| GenesisError::Format("--base-port too high for this many nodes".into()))
+    };
+    let p2p_addr = |i: usize| port(i, 100).map(|p| format!("/ip4/127.0.0.1/tcp/{p}"));
     for (i, (dept, key)) in node_keys.iter().enumerate() {
         let dir = out.join(format!("node-{}", i + 1));
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         key.write_file(&dir.join("node.key"))?;
-        let port = opts.base_port.checked_add(i as u16 + 1).ok_or_else(|| {
-            GenesisError::Format("--base-port too high for this many nodes".into())
-        })?;
+        let peers = (0..node_keys.len())
+            .filter(|j| *j != i)
+            .map(p2p_addr)
+            .collect::<Result<Vec<_>, _>>()?;
         let cfg = NodeConfig {
             department: dept.clone(),
             genesis: "../genesis.json".into(),
             key_file: "node.key".into(),
             data_dir: "data".into(),
             api: ApiConfig {
-                listen: SocketAddr::from(([127, 0, 0, 1], port)),
+                listen: SocketAddr::from(([127, 0, 0, 1], port(i, 0)?)),
                 ..ApiConfig::default()
             },
             chain: ChainConfig::default(),
+            p2p: P2pConfig {
+                listen: p2p_addr(i)?,
+                peers,
+                observers: Vec::new(),
+            },
+            consensus: ConsensusConfig::default(),
         };
         cfg.write(&dir.join("node.toml"))?;
     }
@@ -140,6 +153,8 @@ mod tests {
         let cfg = NodeConfig::read(&dir.path().join("node-2/node.toml")).unwrap();
         assert_eq!(cfg.department, "mzj");
         assert_eq!(cfg.api.listen.port(), 18702);
+        assert_eq!(cfg.p2p.listen, "/ip4/127.0.0.1/tcp/18802");
+        assert_eq!(cfg.p2p.peers.len(), 3);
         let key = Keypair::read_file(&cfg.key_file).unwrap();
         assert_eq!(key.public(), doc.validators.validators[1].key);
         #[cfg(unix)]

@@ -410,7 +410,9 @@ impl ValidatorSet {
     }
     /// Sum of voting power.
     pub fn total_power(&self) -> u64 {
-        self.validators.iter().map(|v| v.power).sum()
+        self.validators
+            .iter()
+            .fold(0u64, |acc, v| acc.saturating_add(v.power))
     }
     /// Whether `power` is more than 2/3 of the total.
     pub fn is_quorum(&self, power: u64) -> bool {
