@@ -90,6 +90,11 @@ impl Keypair {
         Signature(self.signing.sign(digest.as_bytes()).to_bytes())
     }
 
+    /// The 32-byte secret seed (to derive the node's libp2p identity from the same key).
+    pub fn secret_seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
     /// The secret seed as hex (what key files hold).
     pub fn secret_hex(&self) -> String {
         hex::encode(self.signing.to_bytes())

@@ -141,3 +141,111 @@ pub fn ledger(blocks: usize) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Options of `govchain bench chain`.
+#[derive(Debug, Clone)]
+pub struct ChainBench {
+    /// Validator processes.
+    pub nodes: usize,
+    /// Transactions to commit.
+    pub txs: u64,
+    /// Records per transaction (1 = one signed tx per record).
+    pub records_per_tx: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// API port base.
+    pub base_port: u16,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Starts a local cluster, submits signed transactions from concurrent clients (each waits for
+/// its commit), and prints committed tx/s, records/s and commit latency p50/p99.
+pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
+    use crate::client::Client;
+    let dir = tempfile::tempdir()?;
+    let mut cluster =
+        crate::cluster::LocalCluster::create(dir.path(), b.nodes, b.base_port, |_| {}).await?;
+    let doc = govchain_genesis::GenesisDoc::read(&dir.path().join("genesis.json"))?;
+    let key = Keypair::read_file(&dir.path().join("node-1/node.key"))?;
+    let source = doc
+        .sources
+        .iter()
+        .find(|s| s.id == "gaj.hjxx")
+        .ok_or_else(|| anyhow::anyhow!("gaj.hjxx missing"))?
+        .clone();
+    // Sign everything first: the benchmark measures the chain, not the client.
+    let mut gen = Generator::new(42);
+    let txs: Vec<_> = (0..b.txs)
+        .map(|i| {
+            let records = (0..b.records_per_tx as u64)
+                .map(|j| gen.record_for(&source, i * b.records_per_tx as u64 + j))
+                .collect();
+            records_tx(&key, &doc.chain_id, &source, records)
+        })
+        .collect();
+    let txs = std::sync::Arc::new(txs);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..b.clients {
+        let client = Client::new(&cluster.urls[w % cluster.urls.len()])?;
+        let (txs, next) = (txs.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(tx) = txs.get(i) else { break };
+                let t = Instant::now();
+                loop {
+                    match client.submit(tx, true).await {
+                        Ok(r) if r.status == "committed" => break,
+                        Ok(_) => continue,
+                        Err(e) if e.to_string().contains("503") => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let status = Client::new(&cluster.urls[0])?.get_json("status").await?;
+    cluster.stop();
+    println!(
+        "bench chain: {} nodes, {} txs x {} records, {} clients on {} cores",
+        b.nodes,
+        b.txs,
+        b.records_per_tx,
+        b.clients,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "  committed: {:.0} tx/s, {:.0} records/s in {:.1}s ({} blocks)",
+        rate(lat.len(), secs),
+        rate(lat.len() * b.records_per_tx, secs),
+        secs,
+        status["height"]
+    );
+    println!(
+        "  commit latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0.0)
+    );
+    Ok(())
+}

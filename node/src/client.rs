@@ -10,7 +10,7 @@ use govchain_chaincode::TxKind;
 use govchain_ledger::{ChainId, Keypair, SignedTx, TxBody, TxId};
 use serde::Deserialize;
 
-use crate::producer::now_ms;
+use crate::now_ms;
 
 /// Signs a transaction of `kind` with a fresh random nonce.
 pub fn sign_tx(key: &Keypair, chain_id: &ChainId, kind: &TxKind) -> SignedTx {

@@ -5,9 +5,22 @@
 pub mod bench;
 pub mod chain;
 pub mod client;
+pub mod cluster;
+pub mod demo;
+pub mod driver;
 pub mod mempool;
-pub mod producer;
+pub mod net;
 pub mod server;
 pub mod submit;
 pub mod synth;
 pub mod verify;
+
+/// Wall-clock milliseconds: the node's IO edge. Chaincode and consensus get time only from block
+/// headers and from their inputs.
+pub fn now_ms() -> govchain_ledger::TimestampMs {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    govchain_ledger::TimestampMs(ms)
+}

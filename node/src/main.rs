@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use govchain_genesis::GenerateOptions;
 use govchain_ledger::{ChainId, TimestampMs};
-use govchain_node::{bench, server, submit, verify};
+use govchain_node::{bench, demo, server, submit, verify};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -79,6 +79,21 @@ enum Cmd {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Start a local cluster of department nodes with sample data; Ctrl-C stops it.
+    Demo {
+        /// Cluster directory (recreated).
+        #[arg(long, default_value = "demo-data")]
+        dir: PathBuf,
+        /// Departments running validator nodes.
+        #[arg(long, default_value_t = 4)]
+        departments: usize,
+        /// Sample records per department.
+        #[arg(long, default_value_t = 500)]
+        records: u64,
+        /// API port base (node i on base + i).
+        #[arg(long, default_value_t = 8700)]
+        base_port: u16,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -88,6 +103,24 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// A local cluster of validator processes under concurrent signed transactions.
+    Chain {
+        /// Validator processes.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Transactions to commit.
+        #[arg(long, default_value_t = 20_000)]
+        txs: u64,
+        /// Records per SubmitRecords transaction.
+        #[arg(long, default_value_t = 1)]
+        records_per_tx: usize,
+        /// Concurrent clients (each waits for its commit).
+        #[arg(long, default_value_t = 512)]
+        clients: usize,
+        /// API port base (node i on base + i, p2p on base + 100 + i).
+        #[arg(long, default_value_t = 18700)]
+        base_port: u16,
+    },
     /// Signatures, hashing, Merkle roots and synced block commits.
     Ledger {
         /// Blocks of 1,000 transactions to commit.
@@ -97,7 +130,7 @@ enum BenchCmd {
 }
 
 fn init_logs(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,libp2p_gossipsub=error"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -168,6 +201,38 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench {
             what: BenchCmd::Ledger { blocks },
         } => bench::ledger(blocks)?,
+        Cmd::Bench {
+            what:
+                BenchCmd::Chain {
+                    nodes,
+                    txs,
+                    records_per_tx,
+                    clients,
+                    base_port,
+                },
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(bench::chain(bench::ChainBench {
+                nodes,
+                txs,
+                records_per_tx,
+                clients,
+                base_port,
+            }))?;
+        }
+        Cmd::Demo {
+            dir,
+            departments,
+            records,
+            base_port,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(demo::run(&dir, departments, records, base_port))?;
+        }
     }
     Ok(())
 }

@@ -1,34 +1,31 @@
-//! The bounded mempool: admitted transactions waiting for a block.
+//! The bounded mempool: admitted transactions waiting to be committed.
 //!
 //! Bounded by count and bytes; deduplicated by tx id and by (signer, nonce). A full mempool
 //! refuses with [`AdmitError::Full`] (the API answers 503 with Retry-After): nothing is dropped
-//! silently. Signatures were verified before admission (in the API handler).
+//! silently. Transactions stay until a committed block includes them or the block builder finds
+//! them refused by chaincode; a proposer reads candidates without removing them, because its
+//! proposal may not be decided. Signatures were verified before admission.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use govchain_api::{AdmitError, CommitNotice, Submission};
+use govchain_api::AdmitError;
 use govchain_ledger::{PublicKey, SignedTx, TxId};
-use tokio::sync::oneshot;
 
 /// A waiting transaction.
-#[derive(Debug)]
-pub struct Entry {
-    /// The transaction.
-    pub tx: SignedTx,
-    /// Its id.
-    pub id: TxId,
-    /// Encoded size.
-    pub bytes: usize,
-    /// Who to tell when it is committed or refused.
-    pub waiter: Option<oneshot::Sender<CommitNotice>>,
+#[derive(Debug, Clone)]
+struct Entry {
+    tx: SignedTx,
+    id: TxId,
+    bytes: usize,
 }
 
 /// The mempool.
 #[derive(Debug)]
 pub struct Mempool {
-    queue: VecDeque<Entry>,
-    ids: HashSet<TxId>,
+    by_seq: BTreeMap<u64, Entry>,
+    by_id: HashMap<TxId, u64>,
     nonces: HashSet<(PublicKey, u64)>,
+    next_seq: u64,
     bytes: usize,
     max_txs: usize,
     max_bytes: usize,
@@ -39,9 +36,10 @@ impl Mempool {
     pub fn new(max_txs: usize, max_bytes: usize) -> Self {
         assert!(max_txs > 0 && max_bytes > 0, "mempool caps are positive");
         Self {
-            queue: VecDeque::new(),
-            ids: HashSet::new(),
+            by_seq: BTreeMap::new(),
+            by_id: HashMap::new(),
             nonces: HashSet::new(),
+            next_seq: 0,
             bytes: 0,
             max_txs,
             max_bytes,
@@ -50,78 +48,68 @@ impl Mempool {
 
     /// Transactions waiting.
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.by_seq.len()
     }
 
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.by_seq.is_empty()
     }
 
-    /// Admits a submission, answering its `reply`.
-    pub fn admit(&mut self, sub: Submission) {
-        let r = self.try_admit(&sub);
-        let Submission {
-            tx,
-            id,
-            bytes,
-            reply,
-            on_commit,
-        } = sub;
-        if r.is_ok() {
-            self.ids.insert(id);
-            self.nonces.insert((tx.body.signer, tx.body.nonce));
-            self.bytes += bytes;
-            self.queue.push_back(Entry {
-                tx,
-                id,
-                bytes,
-                waiter: on_commit,
-            });
-        }
-        // The client may have gone away; the transaction stays admitted regardless.
-        if reply.send(r).is_err() {
-            tracing::debug!(target: "node.mempool", tx = %id, "client left before admission reply");
-        }
+    /// Whether this transaction waits here.
+    pub fn contains(&self, id: &TxId) -> bool {
+        self.by_id.contains_key(id)
     }
 
-    fn try_admit(&self, sub: &Submission) -> Result<(), AdmitError> {
-        if self.ids.contains(&sub.id) {
-            return Err(AdmitError::Duplicate(sub.id));
+    /// Admits a transaction whose signature was verified.
+    pub fn admit(&mut self, tx: SignedTx, id: TxId, bytes: usize) -> Result<(), AdmitError> {
+        if self.by_id.contains_key(&id) {
+            return Err(AdmitError::Duplicate(id));
         }
-        if self
-            .nonces
-            .contains(&(sub.tx.body.signer, sub.tx.body.nonce))
-        {
+        let nonce = (tx.body.signer, tx.body.nonce);
+        if self.nonces.contains(&nonce) {
             return Err(AdmitError::NonceInUse);
         }
-        if self.queue.len() >= self.max_txs || self.bytes + sub.bytes > self.max_bytes {
+        if self.by_seq.len() >= self.max_txs || self.bytes + bytes > self.max_bytes {
             return Err(AdmitError::Full {
-                txs: self.queue.len(),
+                txs: self.by_seq.len(),
                 retry_after_ms: 1000,
             });
         }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.nonces.insert(nonce);
+        self.by_id.insert(id, seq);
+        self.bytes += bytes;
+        self.by_seq.insert(seq, Entry { tx, id, bytes });
         Ok(())
     }
 
-    /// Takes up to `max_txs` transactions and `max_bytes` bytes, oldest first.
-    pub fn take(&mut self, max_txs: usize, max_bytes: usize) -> Vec<Entry> {
+    /// Up to `max_txs` transactions and `max_bytes` bytes, oldest first, without removing them.
+    pub fn peek(&self, max_txs: usize, max_bytes: usize) -> Vec<SignedTx> {
         let mut out = Vec::new();
         let mut bytes = 0;
-        while let Some(e) = self.queue.front() {
+        for e in self.by_seq.values() {
             if out.len() >= max_txs || (bytes + e.bytes > max_bytes && !out.is_empty()) {
                 break;
             }
-            let Some(e) = self.queue.pop_front() else {
-                break;
-            };
             bytes += e.bytes;
-            self.bytes -= e.bytes;
-            self.ids.remove(&e.id);
-            self.nonces.remove(&(e.tx.body.signer, e.tx.body.nonce));
-            out.push(e);
+            out.push(e.tx.clone());
         }
         out
+    }
+
+    /// Removes a transaction (committed, or refused by chaincode). Returns whether it was here.
+    pub fn remove(&mut self, id: &TxId) -> bool {
+        let Some(seq) = self.by_id.remove(id) else {
+            return false;
+        };
+        if let Some(e) = self.by_seq.remove(&seq) {
+            self.bytes -= e.bytes;
+            self.nonces.remove(&(e.tx.body.signer, e.tx.body.nonce));
+            debug_assert_eq!(&e.id, id);
+        }
+        true
     }
 }
 
@@ -130,7 +118,7 @@ mod tests {
     use super::*;
     use govchain_ledger::{ChainId, Keypair, TimestampMs, TxBody};
 
-    fn sub(nonce: u64, payload: usize) -> (Submission, oneshot::Receiver<Result<(), AdmitError>>) {
+    fn tx(nonce: u64, payload: usize) -> (SignedTx, TxId, usize) {
         let k = Keypair::from_seed([1; 32]);
         let tx = TxBody {
             chain_id: ChainId::new("t").unwrap(),
@@ -140,68 +128,52 @@ mod tests {
             payload: vec![0; payload],
         }
         .sign(&k);
-        let (reply, rx) = oneshot::channel();
-        let bytes = tx.encode().len();
-        (
-            Submission {
-                id: tx.id(),
-                tx,
-                bytes,
-                reply,
-                on_commit: None,
-            },
-            rx,
-        )
+        let (id, bytes) = (tx.id(), tx.encode().len());
+        (tx, id, bytes)
+    }
+
+    fn admit(m: &mut Mempool, t: (SignedTx, TxId, usize)) -> Result<(), AdmitError> {
+        m.admit(t.0, t.1, t.2)
     }
 
     #[test]
     fn refuses_duplicates_nonce_reuse_and_overflow_without_dropping() {
         let mut m = Mempool::new(2, 1 << 20);
-        let (a, ra) = sub(1, 1);
-        let (a2, ra2) = sub(1, 1);
-        m.admit(a);
-        m.admit(a2);
-        assert_eq!(ra.blocking_recv().unwrap(), Ok(()));
+        assert_eq!(admit(&mut m, tx(1, 1)), Ok(()));
         assert!(matches!(
-            ra2.blocking_recv().unwrap(),
+            admit(&mut m, tx(1, 1)),
             Err(AdmitError::Duplicate(_))
         ));
-        let (b, rb) = sub(1, 2);
-        m.admit(b);
-        assert_eq!(rb.blocking_recv().unwrap(), Err(AdmitError::NonceInUse));
-        let (c, rc) = sub(2, 1);
-        let (d, rd) = sub(3, 1);
-        m.admit(c);
-        m.admit(d);
-        assert_eq!(rc.blocking_recv().unwrap(), Ok(()));
+        assert_eq!(admit(&mut m, tx(1, 2)), Err(AdmitError::NonceInUse));
+        assert_eq!(admit(&mut m, tx(2, 1)), Ok(()));
         assert!(matches!(
-            rd.blocking_recv().unwrap(),
+            admit(&mut m, tx(3, 1)),
             Err(AdmitError::Full { txs: 2, .. })
         ));
         assert_eq!(m.len(), 2);
-        let taken = m.take(10, 1 << 20);
+        let seen: Vec<u64> = m.peek(10, 1 << 20).iter().map(|t| t.body.nonce).collect();
+        assert_eq!(seen, vec![1, 2]);
+        assert_eq!(m.len(), 2, "peek removes nothing");
+        assert!(m.remove(&tx(1, 1).1));
+        assert!(!m.remove(&tx(1, 1).1));
         assert_eq!(
-            taken.iter().map(|e| e.tx.body.nonce).collect::<Vec<_>>(),
-            vec![1, 2]
+            admit(&mut m, tx(1, 2)),
+            Ok(()),
+            "nonce free again after removal"
         );
-        assert!(m.is_empty());
     }
 
     #[test]
     fn byte_cap_applies_at_the_edge() {
-        let (a, _ra) = sub(1, 100);
-        let size = a.bytes;
+        let size = tx(1, 100).2;
         let mut m = Mempool::new(10, size * 2);
-        m.admit(a);
-        let (b, rb) = sub(2, 100);
-        m.admit(b);
-        assert_eq!(rb.blocking_recv().unwrap(), Ok(()));
-        let (c, rc) = sub(3, 100);
-        m.admit(c);
+        assert_eq!(admit(&mut m, tx(1, 100)), Ok(()));
+        assert_eq!(admit(&mut m, tx(2, 100)), Ok(()));
         assert!(matches!(
-            rc.blocking_recv().unwrap(),
+            admit(&mut m, tx(3, 100)),
             Err(AdmitError::Full { .. })
         ));
-        assert_eq!(m.take(10, size).len(), 1, "block byte cap");
+        assert_eq!(m.peek(10, size).len(), 1, "block byte cap");
+        assert_eq!(m.peek(10, size * 2).len(), 2);
     }
 }

@@ -1,19 +1,23 @@
-//! `govchain node`: opens the store, writes genesis on first start, runs the chain task and the
-//! HTTP API, and stops cleanly on SIGTERM or Ctrl-C (the chain task commits what it admitted).
+//! `govchain node`: opens the store, writes genesis on first start, starts the p2p network, the
+//! consensus driver and the HTTP API, and stops cleanly on SIGTERM or Ctrl-C. A node whose key
+//! is not (yet) a validator follows the chain read-only and starts voting once an on-chain
+//! change adds it.
 
 use std::path::Path;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use govchain_api::ApiContext;
+use govchain_consensus::Config as ConsensusConfig;
 use govchain_genesis::{GenesisDoc, NodeConfig};
 use govchain_ledger::{Keypair, Store};
 use tokio::sync::{mpsc, watch};
 
 use crate::chain::ChainState;
-use crate::producer::ChainTask;
+use crate::driver::{Driver, DriverParts};
+use crate::net::{self, NetConfig};
 
 /// Capacity of the channel from the API to the chain task.
 const SUBMISSION_QUEUE: usize = 4096;
@@ -23,19 +27,6 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let cfg = NodeConfig::read(config_path)?;
     let doc = GenesisDoc::read(&cfg.genesis)?;
     let key = Keypair::read_file(&cfg.key_file)?;
-    if doc.validators.get(&key.public()).is_none() {
-        bail!(
-            "key {} in {} is not a validator of this genesis",
-            key.public(),
-            cfg.key_file.display()
-        );
-    }
-    if doc.validators.validators.len() != 1 {
-        bail!(
-            "this build runs single-validator chains; the genesis has {} validators",
-            doc.validators.validators.len()
-        );
-    }
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let store = Store::open(&cfg.data_dir)?;
@@ -54,17 +45,54 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mempool_len = Arc::new(AtomicUsize::new(0));
 
-    let task = ChainTask {
+    // Peers allowed to connect: the current validators, the genesis validators and observers.
+    let mut allowed: Vec<_> = state.validators.validators.iter().map(|v| v.key).collect();
+    allowed.extend(doc.validators.validators.iter().map(|v| v.key));
+    allowed.extend(cfg.p2p.observers.iter().copied());
+    let seed = key.secret_seed();
+    let net = net::spawn(
+        NetConfig {
+            chain_id: state.chain_id.clone(),
+            seed,
+            listen: cfg
+                .p2p
+                .listen
+                .parse()
+                .with_context(|| format!("p2p.listen {:?}", cfg.p2p.listen))?,
+            peers: cfg
+                .p2p
+                .peers
+                .iter()
+                .map(|p| p.parse().with_context(|| format!("p2p.peers entry {p:?}")))
+                .collect::<anyhow::Result<_>>()?,
+            allowed,
+        },
+        store.clone(),
+    )?;
+    tracing::info!(target: "node", peer_id = %net.local, validator = state.validators.get(&key.public()).is_some(), "p2p identity");
+    let c = &cfg.consensus;
+    let parts = DriverParts {
         store: store.clone(),
         state: state.clone(),
         key,
-        cfg: cfg.chain.clone(),
+        chain: cfg.chain.clone(),
+        consensus: ConsensusConfig {
+            propose_ms: c.propose_ms,
+            propose_delta_ms: c.propose_delta_ms,
+            prevote_ms: c.prevote_ms,
+            prevote_delta_ms: c.prevote_delta_ms,
+            precommit_ms: c.precommit_ms,
+            precommit_delta_ms: c.precommit_delta_ms,
+            ..ConsensusConfig::default()
+        },
         submissions: submit_rx,
+        net: net.commands,
+        net_events: net.events,
         tip: tip_tx,
         mempool_len: mempool_len.clone(),
         shutdown: stop_rx.clone(),
     };
-    let chain = tokio::spawn(task.run());
+    let chain = tokio::spawn(Driver::run(parts));
 
     let ctx = ApiContext {
         chain_id: state.chain_id.clone(),
@@ -90,7 +118,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!(target: "node", "shutting down");
     stop_tx.send_replace(true);
-    // The HTTP server stops taking requests; the chain task commits what it admitted.
+    // The HTTP server stops taking requests; the driver stops after its current step.
     http.await??;
     chain.await??;
     tracing::info!(target: "node", "stopped");

@@ -26,14 +26,15 @@ pub fn govchain_bin() -> PathBuf {
     bin
 }
 
-/// Two free consecutive-ish ports' base: node i listens on base + i.
+/// A port base below the kernel's ephemeral range whose API (base+1..8) and p2p
+/// (base+101..108) ports are all free.
 fn free_base_port() -> u16 {
-    for _ in 0..100 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let p = l.local_addr().expect("addr").port();
-        drop(l);
-        if p > 1024 && p < 60000 && (1..=8).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok())
-        {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let p: u16 = rng.random_range(10_000..30_000);
+        let free = (1..=8).chain(101..=108).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok());
+        if free {
             return p;
         }
     }
@@ -73,6 +74,17 @@ impl Net {
         Net { dir, genesis }
     }
 
+    /// Rewrites every node's config (e.g. shorter consensus timeouts for tests).
+    pub fn tune(&self, nodes: usize, f: impl Fn(&mut NodeConfig)) {
+        for i in 1..=nodes {
+            let path = self.config_path(i);
+            let text = std::fs::read_to_string(&path).expect("node.toml");
+            let mut cfg: NodeConfig = toml_from_str(&text);
+            f(&mut cfg);
+            cfg.write(&path).expect("write node.toml");
+        }
+    }
+
     /// Path of the genesis file.
     pub fn genesis_path(&self) -> PathBuf {
         self.dir.path().join("genesis.json")
@@ -104,6 +116,30 @@ impl Net {
     }
 }
 
+fn toml_from_str(text: &str) -> NodeConfig {
+    // Paths stay relative: parse without resolving them against the file's directory.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("node.toml");
+    std::fs::write(&p, text).expect("write");
+    let mut cfg = NodeConfig::read(&p).expect("parse node.toml");
+    for path in [&mut cfg.genesis, &mut cfg.key_file, &mut cfg.data_dir] {
+        if let Ok(rel) = path.strip_prefix(dir.path()) {
+            *path = rel.to_path_buf();
+        }
+    }
+    cfg
+}
+
+/// Fast consensus timeouts for tests on loopback.
+pub fn fast_timeouts(cfg: &mut NodeConfig) {
+    cfg.consensus.propose_ms = 400;
+    cfg.consensus.propose_delta_ms = 200;
+    cfg.consensus.prevote_ms = 200;
+    cfg.consensus.prevote_delta_ms = 100;
+    cfg.consensus.precommit_ms = 200;
+    cfg.consensus.precommit_delta_ms = 100;
+}
+
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("running govchain")
 }
@@ -126,6 +162,18 @@ impl NodeProc {
             url: format!("http://{}", cfg.api.listen),
             config: net.config_path(i),
             log: net.dir.path().join(format!("node-{i}.log")),
+        };
+        n.spawn();
+        n
+    }
+
+    /// Starts a node from any config file, logging to `log`, API at `url`.
+    pub fn start_config(config: &Path, log: &Path, url: &str) -> NodeProc {
+        let mut n = NodeProc {
+            child: None,
+            url: url.to_string(),
+            config: config.to_path_buf(),
+            log: log.to_path_buf(),
         };
         n.spawn();
         n
@@ -267,5 +315,136 @@ mod probe {
         let mut buf = [0u8; 12];
         s.read_exact(&mut buf)?;
         Ok(&buf[9..12] == b"200")
+    }
+}
+
+/// A running multi-node cluster and a client runtime.
+pub struct Cluster {
+    /// The generated cluster.
+    pub net: Net,
+    /// Node processes, index 0 = node-1.
+    pub nodes: Vec<NodeProc>,
+    /// Runtime for HTTP clients.
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Cluster {
+    /// Generates `n` departments with fast timeouts (plus `tune`) and starts every node.
+    pub fn start(n: usize, tune: impl Fn(&mut NodeConfig)) -> Cluster {
+        let net = Net::generate(n);
+        net.tune(n, |c| {
+            fast_timeouts(c);
+            tune(c);
+        });
+        let nodes = (1..=n).map(|i| NodeProc::start(&net, i)).collect();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        Cluster { net, nodes, rt }
+    }
+
+    /// `GET /api/v1/status` of node i (0-based); None if it does not answer.
+    pub fn status(&self, i: usize) -> Option<serde_json::Value> {
+        let c = govchain_node::client::Client::new(&self.nodes[i].url).ok()?;
+        self.rt.block_on(c.get_json("status")).ok()
+    }
+
+    /// Height of node i (0 if down).
+    pub fn height(&self, i: usize) -> u64 {
+        self.status(i)
+            .and_then(|s| s["height"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Waits until `cond` holds, polling; panics with `what` after `within`.
+    pub fn wait_until(&self, within: Duration, what: &str, mut cond: impl FnMut(&Cluster) -> bool) {
+        let deadline = Instant::now() + within;
+        while !cond(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The tail of every node's log.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let t = n.log_text();
+                let tail: Vec<&str> = t.lines().rev().take(15).collect();
+                format!(
+                    "--- node-{} ---\n{}\n",
+                    i + 1,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect()
+    }
+
+    /// Submits `count` one-record transactions signed by node-1's department key, spread over
+    /// the nodes in `targets`, `concurrency` at a time, each waiting for its commit. Returns the
+    /// acknowledged ids (failed submissions, e.g. to a node that is down, are retried elsewhere).
+    pub fn submit(
+        &self,
+        count: u64,
+        concurrency: u64,
+        targets: &[usize],
+        seed: u64,
+    ) -> Vec<govchain_ledger::TxId> {
+        use govchain_node::client::{records_tx, Client};
+        let key = self.net.node_key(1);
+        let chain = self.net.genesis.chain_id.clone();
+        let source = self
+            .net
+            .genesis
+            .sources
+            .iter()
+            .find(|s| s.id == "gaj.hjxx")
+            .expect("gaj.hjxx")
+            .clone();
+        let clients: Vec<Client> = targets
+            .iter()
+            .map(|i| Client::new(&self.nodes[*i].url).expect("client"))
+            .collect();
+        let per = count.div_ceil(concurrency);
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|w| {
+                let (key, chain, source, clients) =
+                    (key.clone(), chain.clone(), source.clone(), clients.clone());
+                self.rt.spawn(async move {
+                    let mut gen = govchain_node::synth::Generator::new(seed.wrapping_mul(1000) + w);
+                    let mut acked = Vec::new();
+                    for i in 0..per {
+                        if w * per + i >= count {
+                            break;
+                        }
+                        let rec = gen.record_for(&source, seed * 10_000_000 + w * 100_000 + i);
+                        let tx = records_tx(&key, &chain, &source, vec![rec]);
+                        for attempt in 0..20u64 {
+                            let c = &clients[((w + i + attempt) % clients.len() as u64) as usize];
+                            match c.submit(&tx, true).await {
+                                Ok(r) if r.status == "committed" => {
+                                    acked.push(r.tx_id);
+                                    break;
+                                }
+                                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                            }
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .flat_map(|t| self.rt.block_on(t).expect("submitter"))
+            .collect()
     }
 }

@@ -1,0 +1,95 @@
+//! A local cluster of department nodes as separate processes of this binary: used by
+//! `govchain demo` and `govchain bench chain`. Stopping it sends SIGTERM to every node and waits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use govchain_genesis::{GenerateOptions, NodeConfig};
+use govchain_ledger::ChainId;
+
+use crate::client::Client;
+
+/// Running node processes.
+pub struct LocalCluster {
+    /// The cluster directory.
+    pub dir: PathBuf,
+    /// API URLs, node-1 first.
+    pub urls: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl LocalCluster {
+    /// Generates a cluster of `n` departments in `dir` (which must be empty or absent), applies
+    /// `tune` to every node config, starts every node and waits until each API answers.
+    pub async fn create(
+        dir: &Path,
+        n: usize,
+        base_port: u16,
+        tune: impl Fn(&mut NodeConfig),
+    ) -> anyhow::Result<Self> {
+        let opts = GenerateOptions {
+            departments: n,
+            chain_id: ChainId::new("govchain-local")?,
+            genesis_time: crate::now_ms(),
+            base_port,
+        };
+        govchain_genesis::generate(&opts, dir)?;
+        for i in 1..=n {
+            let path = dir.join(format!("node-{i}/node.toml"));
+            let mut cfg: NodeConfig = toml::from_str(&std::fs::read_to_string(&path)?)?;
+            tune(&mut cfg);
+            cfg.write(&path)?;
+        }
+        let exe = std::env::current_exe().context("locating the govchain binary")?;
+        let mut c = LocalCluster {
+            dir: dir.to_path_buf(),
+            urls: Vec::new(),
+            children: Vec::new(),
+        };
+        for i in 1..=n {
+            let cfg = NodeConfig::read(&dir.join(format!("node-{i}/node.toml")))?;
+            let log = std::fs::File::create(dir.join(format!("node-{i}.log")))?;
+            let child = Command::new(&exe)
+                .args(["node", "--config"])
+                .arg(dir.join(format!("node-{i}/node.toml")))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("starting a node")?;
+            c.children.push(child);
+            c.urls.push(format!("http://{}", cfg.api.listen));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for url in &c.urls {
+            let client = Client::new(url)?;
+            while client.get_json("status").await.is_err() {
+                if Instant::now() > deadline {
+                    bail!("node at {url} did not start; see {}", dir.display());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(c)
+    }
+
+    /// SIGTERM every node and wait for it.
+    pub fn stop(&mut self) {
+        for c in &mut self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        for c in &mut self.children {
+            let _ = c.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
