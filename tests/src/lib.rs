@@ -33,7 +33,9 @@ fn free_base_port() -> u16 {
     let mut rng = rand::rng();
     for _ in 0..200 {
         let p: u16 = rng.random_range(10_000..30_000);
-        let free = (1..=8).chain(101..=108).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok());
+        let free = (1..=8)
+            .chain(101..=108)
+            .all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok());
         if free {
             return p;
         }
