@@ -56,19 +56,25 @@ const MAX_PENDING_BLOCKS: usize = 64;
 
 /// A consensus message on the wire: proposals carry their block.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-enum WireMsg {
+pub enum WireMsg {
+    /// A proposal with its block's canonical bytes.
     Proposal {
+        /// The signed proposal.
         proposal: SignedProposal,
+        /// The block.
         block: Vec<u8>,
     },
+    /// A vote.
     Vote(SignedVote),
 }
 
 /// `resend` makes a re-sent message a new gossip message (gossip deduplicates by content).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Envelope {
-    resend: u64,
-    msg: WireMsg,
+pub struct Envelope {
+    /// Publication counter of the sender.
+    pub resend: u64,
+    /// The message.
+    pub msg: WireMsg,
 }
 
 /// Results that come back to the driver from helper tasks.

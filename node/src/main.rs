@@ -94,6 +94,25 @@ enum Cmd {
         #[arg(long, default_value_t = 8700)]
         base_port: u16,
     },
+    /// Run the deterministic consensus simulator over many seeds (agreement, validity,
+    /// progress); a failure prints the command that replays it.
+    Sim {
+        /// Scenario: honest, crash, partition, byzantine, dup-reorder or all.
+        #[arg(long, default_value = "all")]
+        scenario: String,
+        /// Validators (4 or 7 in the test suite).
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Number of seeds, starting at --seed.
+        #[arg(long, default_value_t = 1000)]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Heights each run must decide.
+        #[arg(long, default_value_t = 4)]
+        heights: u64,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -222,6 +241,36 @@ fn main() -> anyhow::Result<()> {
                 clients,
                 base_port,
             }))?;
+        }
+        Cmd::Sim {
+            scenario,
+            validators,
+            seeds,
+            seed,
+            heights,
+        } => {
+            let scenario: govchain_consensus::sim::Scenario = scenario
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--scenario: {e}"))?;
+            let threads = std::thread::available_parallelism()?;
+            let started = std::time::Instant::now();
+            match govchain_consensus::sim::run_seeds_parallel(scenario, validators, seed..seed + seeds, heights, threads) {
+                Ok(s) => println!(
+                    "sim {scenario} x {validators} validators, seeds {seed}..{}: OK in {:.1}s — {} runs, {} heights decided, {} synced, {} messages, max round {}, {} evidence",
+                    seed + seeds,
+                    started.elapsed().as_secs_f64(),
+                    s.runs,
+                    s.heights_decided,
+                    s.synced_heights,
+                    s.messages,
+                    s.max_round,
+                    s.evidence
+                ),
+                Err(f) => {
+                    eprintln!("sim FAILED: {f}\nreplay: {}", f.replay_command());
+                    std::process::exit(1);
+                }
+            }
         }
         Cmd::Demo {
             dir,

@@ -121,7 +121,12 @@ fn two_of_four_down_stops_commits_until_one_returns() {
 #[test]
 fn a_node_down_for_2000_blocks_catches_up() {
     // Empty heartbeat blocks make 2,000 heights quickly.
-    let mut c = Cluster::start(4, |cfg| cfg.chain.heartbeat_ms = 1);
+    let mut c = Cluster::start(4, |cfg| {
+        cfg.chain.heartbeat_ms = 1;
+        // The dead validator's proposer turns cost one propose timeout each.
+        cfg.consensus.propose_ms = 150;
+        cfg.consensus.propose_delta_ms = 50;
+    });
     c.wait_until(Duration::from_secs(60), "first blocks", |c| {
         c.height(0) >= 5
     });

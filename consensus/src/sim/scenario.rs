@@ -135,6 +135,10 @@ const STORMY: NetProfile = NetProfile {
     dup: 0.3,
 };
 
+/// Faults start within this window from the start of a run: an undisturbed height takes a few
+/// hundred ms, so faults hit runs mid-flight.
+const FAULT_WINDOW_MS: u64 = 1_500;
+
 /// Most validators that may be faulty at once among `n`.
 pub(crate) fn max_faulty(n: usize) -> usize {
     n.saturating_sub(1) / 3
@@ -163,10 +167,10 @@ impl Plan {
             Scenario::DupReorder => plan.net = STORMY,
             Scenario::CrashF => {
                 for node in pick(n, f, rng) {
-                    let at_ms = rng.random_range(0..4_000);
+                    let at_ms = rng.random_range(0..FAULT_WINDOW_MS);
                     let restart_at_ms = rng
                         .random_bool(2.0 / 3.0)
-                        .then(|| at_ms + rng.random_range(500..8_000));
+                        .then(|| at_ms + rng.random_range(300..5_000));
                     plan.crashes.push(Crash {
                         node,
                         at_ms,
@@ -176,9 +180,9 @@ impl Plan {
             }
             Scenario::PartitionHeal => {
                 let episodes = rng.random_range(1..=2);
-                let mut start_ms = rng.random_range(0..3_000);
+                let mut start_ms = rng.random_range(0..FAULT_WINDOW_MS);
                 for _ in 0..episodes {
-                    let end_ms = start_ms + rng.random_range(1_000..12_000);
+                    let end_ms = start_ms + rng.random_range(500..8_000);
                     let one_side = pick(n, n / 2, rng);
                     let side = (0..n).map(|i| one_side.contains(&i)).collect();
                     plan.partitions.push(Partition {
@@ -186,7 +190,7 @@ impl Plan {
                         end_ms,
                         side,
                     });
-                    start_ms = end_ms + rng.random_range(500..3_000);
+                    start_ms = end_ms + rng.random_range(200..2_000);
                 }
             }
             Scenario::Byzantine => {

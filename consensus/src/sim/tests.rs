@@ -17,7 +17,7 @@ fn sweep(scenario: Scenario, n: usize) -> Summary {
         Ok(s) => {
             eprintln!("{scenario} n={n}: {s:?} in {:?}", t.elapsed());
             assert_eq!(s.runs, seeds());
-            assert_eq!(s.heights_decided, seeds() * DEFAULT_HEIGHTS);
+            assert!(s.heights_decided >= seeds() * DEFAULT_HEIGHTS);
             s
         }
         Err(e) => panic!("{e}"),

@@ -8,7 +8,7 @@
 //! progress is checked against a virtual-time deadline after the last fault ends.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
@@ -87,6 +87,8 @@ struct SimNode {
     byzantine: Option<Byzantine>,
     /// Must reach the target height (honest and not crashed for good).
     must_progress: bool,
+    /// Byzantine-signed messages this node already relayed (gossip forwarding).
+    relayed: HashSet<Message>,
 }
 
 /// The state of one run.
@@ -112,6 +114,8 @@ pub(crate) struct World {
     report: RunReport,
     /// Print every event and action to stderr (debugging a failing seed).
     pub(crate) trace: bool,
+    /// Set when the last fault ends: the highest honest log then, plus one.
+    goal_after_calm: Option<u64>,
 }
 
 fn sim_key(i: usize) -> Keypair {
@@ -184,6 +188,7 @@ impl World {
                     incarnation: 0,
                     byzantine: byz.then(|| Byzantine::new(i, n, &mut rng)),
                     must_progress: !byz && !crashed_for_good,
+                    relayed: HashSet::new(),
                 }
             })
             .collect();
@@ -215,6 +220,7 @@ impl World {
             verified_certs: BTreeSet::new(),
             report,
             trace: false,
+            goal_after_calm: None,
         };
         for c in w.plan.crashes.clone() {
             w.schedule(c.at_ms, Event::Crash { node: c.node });
@@ -246,12 +252,16 @@ impl World {
         self.schedule(self.now_ms.saturating_add(delay_ms), event);
     }
 
+    /// Every honest node reached the target, and (after the last fault) one height more than
+    /// any honest node had when the faults ended: progress is always checked after healing.
     fn done(&self) -> bool {
-        self.now_ms >= self.plan.calm_from_ms()
-            && self
-                .nodes
-                .iter()
-                .all(|n| !n.must_progress || n.log.len() as u64 >= self.target)
+        let Some(after_calm) = self.goal_after_calm else {
+            return false;
+        };
+        let goal = self.target.max(after_calm);
+        self.nodes
+            .iter()
+            .all(|n| !n.must_progress || n.log.len() as u64 >= goal)
     }
 
     /// Runs to completion: Ok when every honest node reached the target in time.
@@ -270,6 +280,16 @@ impl World {
                 return Err(self.fail(Check::Progress, "no events left".into()));
             };
             self.now_ms = at_ms;
+            if self.goal_after_calm.is_none() && self.now_ms >= self.plan.calm_from_ms() {
+                let highest = self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.must_progress)
+                    .map(|n| n.log.len() as u64)
+                    .max()
+                    .unwrap_or(0);
+                self.goal_after_calm = Some(highest + 1);
+            }
             if self.now_ms > deadline || self.report.events >= MAX_EVENTS {
                 return Err(self.fail(Check::Progress, self.progress_detail(deadline)));
             }
@@ -310,9 +330,10 @@ impl World {
                 )
             })
             .collect();
+        let goal = self.target.max(self.goal_after_calm.unwrap_or(0));
         format!(
             "honest nodes did not all reach height {} by {} ms (faults ended at {} ms); {}",
-            self.target,
+            goal,
             deadline,
             self.plan.calm_from_ms(),
             state.join("; ")
@@ -331,6 +352,16 @@ impl World {
                 self.report.messages += 1;
                 if let Some(b) = self.nodes[to].byzantine.as_mut() {
                     b.saw(&msg);
+                } else if self.signed_by_byzantine(&msg)
+                    && self.nodes[to].relayed.insert(msg.clone())
+                {
+                    // Gossip forwarding (gossipsub relays what it receives): an equivocator cannot
+                    // show a message to some honest nodes and hide it from the others. Honest
+                    // validators already send to everyone, so only byzantine-signed messages are
+                    // relayed here, to keep runs cheap.
+                    for k in (0..self.nodes.len()).filter(|k| *k != to && *k != from) {
+                        self.send(to, k, msg.clone());
+                    }
                 }
                 let input = match msg {
                     Message::Proposal(p) => Input::Proposal(p),
@@ -376,6 +407,17 @@ impl World {
             }
             Event::Restart { node } => self.restart(node),
         }
+    }
+
+    fn signed_by_byzantine(&self, msg: &Message) -> bool {
+        let signer = match msg {
+            Message::Proposal(p) => p.proposer,
+            Message::Vote(v) => v.validator,
+        };
+        self.plan
+            .byzantine
+            .iter()
+            .any(|b| self.keys[*b].public() == signer)
     }
 
     fn live(&self, node: usize, incarnation: u32) -> bool {
