@@ -15,9 +15,11 @@
 //! how to replay it. The simulator reads no clock and uses no randomness but the seed's.
 
 mod byzantine;
+mod certs;
 mod scenario;
 #[cfg(test)]
 mod tests;
+mod trace;
 mod world;
 
 use std::fmt;

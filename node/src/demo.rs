@@ -42,7 +42,7 @@ pub async fn run(
         "\nTry: curl -s {0}/api/v1/status ; curl -s {0}/api/v1/blocks/1\nPress Ctrl-C to stop the cluster.",
         cluster.urls[0]
     );
-    tokio::signal::ctrl_c().await?;
+    crate::server::wait_for_signal().await;
     cluster.stop();
     println!("stopped; auditing node-1:");
     let code = crate::verify::run(&dir.join("node-1/data"), &dir.join("genesis.json"));

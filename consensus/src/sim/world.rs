@@ -17,6 +17,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::byzantine::Byzantine;
+use super::certs::Certificates;
 use super::scenario::{Plan, Scenario};
 use super::{Check, RunReport, SimFailure};
 use crate::messages::{Action, Config, Input, Message, PersistedState};
@@ -41,7 +42,7 @@ pub const SIM_CHAIN_ID: &str = "sim";
 
 /// What happens at a point of virtual time.
 #[derive(Debug, Clone)]
-enum Event {
+pub(crate) enum Event {
     Deliver {
         from: usize,
         to: usize,
@@ -110,7 +111,7 @@ pub(crate) struct World {
     blocks: BTreeMap<Hash, BlockInfo>,
     proposed: BTreeSet<Hash>,
     decided: BTreeMap<Height, Hash>,
-    verified_certs: BTreeSet<(Height, Vec<[u8; 32]>)>,
+    certs: Certificates,
     report: RunReport,
     /// Print every event and action to stderr (debugging a failing seed).
     pub(crate) trace: bool,
@@ -217,7 +218,7 @@ impl World {
             blocks: BTreeMap::new(),
             proposed: BTreeSet::new(),
             decided: BTreeMap::new(),
-            verified_certs: BTreeSet::new(),
+            certs: Certificates::default(),
             report,
             trace: false,
             goal_after_calm: None,
@@ -342,7 +343,7 @@ impl World {
 
     fn dispatch(&mut self, event: Event) -> Result<(), SimFailure> {
         if self.trace {
-            eprintln!("{:>8} {}", self.now_ms, short_event(&event));
+            eprintln!("{:>8} {}", self.now_ms, super::trace::event(&event));
         }
         match event {
             Event::Deliver { from, to, msg } => {
@@ -457,7 +458,7 @@ impl World {
                 eprintln!(
                     "{:>8}   node {node} -> {}",
                     self.now_ms,
-                    short_action(&action)
+                    super::trace::action(&action)
                 );
             }
             match action {
@@ -662,15 +663,14 @@ impl World {
                 ))
             }
         }
-        let signers: Vec<[u8; 32]> = commit.signatures.iter().map(|s| s.validator.0).collect();
-        if !self.verified_certs.contains(&(height, signers.clone())) {
-            if let Err(e) = commit.verify(&self.chain_id, height, &block, &self.validators) {
-                return Err(self.fail(
-                    Check::Validity,
-                    format!("node {node}'s certificate for height {height} does not verify: {e}"),
-                ));
-            }
-            self.verified_certs.insert((height, signers));
+        if let Err(e) = self
+            .certs
+            .verify(commit, &self.chain_id, height, &block, &self.validators)
+        {
+            return Err(self.fail(
+                Check::Validity,
+                format!("node {node}'s certificate for height {height} does not verify: {e}"),
+            ));
         }
         self.decided.insert(height, block);
         Ok(())
@@ -712,7 +712,10 @@ impl World {
             .collect();
         for c in entries {
             // Sync verifies every certificate before applying it.
-            if let Err(e) = c.verify(&self.chain_id, c.height, &c.block_hash, &self.validators) {
+            let checked =
+                self.certs
+                    .verify(&c, &self.chain_id, c.height, &c.block_hash, &self.validators);
+            if let Err(e) = checked {
                 return Err(self.fail(
                     Check::Validity,
                     format!(
@@ -721,67 +724,9 @@ impl World {
                     ),
                 ));
             }
-            let signers = c.signatures.iter().map(|s| s.validator.0).collect();
-            self.verified_certs.insert((c.height, signers));
             self.commit(node, c, true)?;
         }
         Ok(())
     }
 }
 
-fn short_hash(h: &Hash) -> String {
-    let b = h.0;
-    if b[0] == b'B' || b[0] == b'G' {
-        format!("{}{}:h{}r{}n{}", b[0] as char, b[1], b[10], b[18], b[22])
-    } else {
-        h.to_hex()[..6].to_string()
-    }
-}
-
-fn short_msg(m: &Message) -> String {
-    match m {
-        Message::Proposal(p) => format!(
-            "Proposal h{} r{} {} pol {:?} by {}",
-            p.proposal.height,
-            p.proposal.round.0,
-            short_hash(&p.proposal.block_hash),
-            p.proposal.pol_round.map(|r| r.0),
-            &p.proposer.to_hex()[..4]
-        ),
-        Message::Vote(v) => format!(
-            "{:?} h{} r{} {} by {}",
-            v.vote.kind,
-            v.vote.height,
-            v.vote.round.0,
-            v.vote.block_hash.map_or("nil".into(), |b| short_hash(&b)),
-            &v.validator.to_hex()[..4]
-        ),
-    }
-}
-
-fn short_event(e: &Event) -> String {
-    match e {
-        Event::Deliver { from, to, msg } => format!("deliver {from}->{to} {}", short_msg(msg)),
-        Event::Callback { node, input, .. } => match input {
-            Input::Proposal(_) | Input::Vote(_) | Input::NewHeight { .. } => {
-                format!("node {node} input")
-            }
-            other => format!("node {node} {other:?}"),
-        },
-        other => format!("{other:?}"),
-    }
-}
-
-fn short_action(a: &Action) -> String {
-    match a {
-        Action::Broadcast(m) => format!("broadcast {}", short_msg(m)),
-        Action::Evidence(_) => "evidence".into(),
-        Action::Commit(c) => format!(
-            "commit h{} r{} {}",
-            c.height,
-            c.round.0,
-            short_hash(&c.block_hash)
-        ),
-        other => format!("{other:?}"),
-    }
-}
