@@ -23,96 +23,26 @@
 //! network that drops messages (partitions, crashes).
 
 mod check;
+mod height;
+#[cfg(test)]
+mod proptests;
 mod rules;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use govchain_ledger::{ChainId, Hash, Height, Keypair, PublicKey, Round, ValidatorSet};
 
 use crate::buffer::MessageBuffer;
 use crate::error::MessageError;
-use crate::messages::{
-    Action, Config, Evidence, Input, Message, PersistedState, SignedProposal, SignedVote, Step,
-};
+use crate::messages::{Action, Config, Evidence, Input, Message, PersistedState, Step};
 use crate::round::RoundState;
 use crate::verify::{MemoVerifier, SignatureVerifier};
-use crate::votes::{AddVote, VoteKeeper, MAX_EVIDENCE_PER_HEIGHT};
+use crate::votes::{AddVote, MAX_EVIDENCE_PER_HEIGHT};
 
 use check::Placement;
-
-/// What the node said about a proposed block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Validity {
-    /// [`Action::ValidateBlock`] sent, no answer yet.
-    Pending,
-    Valid,
-    Invalid,
-}
-
-/// The precommits that decided the previous height.
-#[derive(Debug, Clone)]
-struct LastCommit {
-    height: Height,
-    validators: ValidatorSet,
-    precommits: Vec<SignedVote>,
-}
-
-/// Everything about the height being decided.
-#[derive(Debug, Clone)]
-struct HeightState {
-    height: Height,
-    keeper: VoteKeeper,
-    state: RoundState,
-    /// The first proposal from each round's proposer.
-    proposals: BTreeMap<Round, SignedProposal>,
-    /// (round, digest) of conflicting proposals already reported.
-    reported_proposals: BTreeSet<(Round, Hash)>,
-    /// Validity of every block proposed at this height.
-    validity: BTreeMap<Hash, Validity>,
-    /// The round whose block this node asked the node to build.
-    building: Option<Round>,
-    /// Validators seen signing votes for higher heights, and their power.
-    ahead: BTreeSet<PublicKey>,
-    ahead_power: u64,
-    sync_requested: bool,
-    /// The lowest older round of this height a peer was seen in since the last rebroadcast.
-    peer_round_behind: Option<Round>,
-    /// The precommits of the decision.
-    decision: Option<Vec<SignedVote>>,
-}
-
-impl HeightState {
-    fn new(height: Height, validators: ValidatorSet, state: RoundState) -> Self {
-        Self {
-            height,
-            keeper: VoteKeeper::new(height, validators),
-            state,
-            proposals: BTreeMap::new(),
-            reported_proposals: BTreeSet::new(),
-            validity: BTreeMap::new(),
-            building: None,
-            ahead: BTreeSet::new(),
-            ahead_power: 0,
-            sync_requested: false,
-            peer_round_behind: None,
-            decision: None,
-        }
-    }
-
-    /// Whether this exact message is already counted (checked before any signature check).
-    fn knows(&self, m: &Message) -> bool {
-        match m {
-            Message::Vote(v) => self.keeper.contains(v),
-            Message::Proposal(p) => self
-                .proposals
-                .get(&p.proposal.round)
-                .is_some_and(|first| first.proposal == p.proposal),
-        }
-    }
-}
+use height::{HeightState, LastCommit, Validity};
 
 /// One node's consensus state machine (see the module doc).
 pub struct Consensus {
@@ -290,7 +220,7 @@ impl Consensus {
             return;
         }
         self.last_commit = match self.current.take() {
-            Some(prev) if prev.height.next() == height => {
+            Some(prev) if prev.height.0.checked_add(1) == Some(height.0) => {
                 prev.decision.map(|precommits| LastCommit {
                     height: prev.height,
                     validators: prev.keeper.validators().clone(),
@@ -307,14 +237,7 @@ impl Consensus {
         let mut hs = HeightState::new(height, validators, RoundState::new(round, locked, valid));
         // The validity cache did not survive the restart: have the restored blocks re-checked.
         for (_, block_hash) in [locked, valid].into_iter().flatten() {
-            if !hs.validity.contains_key(&block_hash) {
-                hs.validity.insert(block_hash, Validity::Pending);
-                out.push(Action::ValidateBlock {
-                    height,
-                    round,
-                    block_hash,
-                });
-            }
+            hs.request_validation(round, block_hash, out);
         }
         self.current = Some(hs);
         self.start_round(round, out);
@@ -410,15 +333,7 @@ impl Consensus {
                     return;
                 }
                 hs.keeper.note_proposal_sender(round, p.proposer);
-                let block_hash = p.proposal.block_hash;
-                if !hs.validity.contains_key(&block_hash) {
-                    hs.validity.insert(block_hash, Validity::Pending);
-                    out.push(Action::ValidateBlock {
-                        height: hs.height,
-                        round,
-                        block_hash,
-                    });
-                }
+                hs.request_validation(round, p.proposal.block_hash, out);
                 hs.proposals.insert(round, p);
             }
         }

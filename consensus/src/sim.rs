@@ -15,6 +15,7 @@
 //! how to replay it. The simulator reads no clock and uses no randomness but the seed's.
 
 mod byzantine;
+mod cache;
 mod certs;
 mod scenario;
 #[cfg(test)]
@@ -28,6 +29,8 @@ use std::ops::Range;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+use cache::RunCache;
 
 pub use scenario::{Scenario, UnknownScenario};
 pub use world::{MAX_EVENTS, PROGRESS_BOUND_MS, SIM_CHAIN_ID};
@@ -221,6 +224,16 @@ pub fn run(
     seed: u64,
     heights: u64,
 ) -> Result<RunReport, SimFailure> {
+    run_cached(scenario, validators, seed, heights, &mut RunCache::new())
+}
+
+fn run_cached(
+    scenario: Scenario,
+    validators: usize,
+    seed: u64,
+    heights: u64,
+    cache: &mut RunCache,
+) -> Result<RunReport, SimFailure> {
     check_parameters(scenario, validators, seed, heights)?;
     let mut total = RunReport {
         scenario,
@@ -232,7 +245,7 @@ pub fn run(
     let concrete = scenario.expand();
     for s in &concrete {
         let rng = ChaCha8Rng::seed_from_u64(seed);
-        let r = world::World::new(*s, validators, seed, heights, rng).run()?;
+        let r = world::World::new(*s, validators, seed, heights, rng, cache).run()?;
         if concrete.len() == 1 {
             return Ok(r);
         }
@@ -250,7 +263,8 @@ pub fn trace(
 ) -> Result<RunReport, SimFailure> {
     check_parameters(scenario, validators, seed, heights)?;
     let rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut w = world::World::new(scenario, validators, seed, heights, rng);
+    let mut cache = RunCache::new();
+    let mut w = world::World::new(scenario, validators, seed, heights, rng, &mut cache);
     w.trace = true;
     w.run()
 }
@@ -263,9 +277,10 @@ pub fn run_seeds(
     heights: u64,
 ) -> Result<Summary, SimFailure> {
     let mut summary = Summary::default();
+    let mut cache = RunCache::new();
     for s in scenario.expand() {
         for seed in seeds.clone() {
-            summary.add(&run(s, validators, seed, heights)?);
+            summary.add(&run_cached(s, validators, seed, heights, &mut cache)?);
         }
     }
     Ok(summary)
@@ -288,9 +303,10 @@ pub fn run_seeds_parallel(
                 let seeds = seeds.clone();
                 scope.spawn(move || {
                     let mut summary = Summary::default();
+                    let mut cache = RunCache::new();
                     for s in scenario.expand() {
                         for seed in seeds.clone().filter(|x| x % t == k) {
-                            summary.add(&run(s, validators, seed, heights)?);
+                            summary.add(&run_cached(s, validators, seed, heights, &mut cache)?);
                         }
                     }
                     Ok(summary)

@@ -139,23 +139,3 @@ mod tests {
         }
     }
 }
-#[cfg(test)]
-mod bench_tmp {
-    use govchain_ledger::hash::{hash, Domain};
-    use govchain_ledger::{crypto, Keypair};
-    #[test]
-    fn bench_tmp() {
-        let k = Keypair::from_seed([7; 32]);
-        let d = hash(Domain::Vote, b"x");
-        let t = std::time::Instant::now();
-        let mut s = k.sign(&d);
-        for _ in 0..2000 { s = k.sign(&d); }
-        eprintln!("sign {:?}", t.elapsed() / 2000);
-        let t = std::time::Instant::now();
-        for _ in 0..2000 { crypto::verify(&k.public(), &d, &s).unwrap(); }
-        eprintln!("verify {:?}", t.elapsed() / 2000);
-        let t = std::time::Instant::now();
-        for i in 0..2000u32 { let _ = Keypair::from_seed([i as u8; 32]); }
-        eprintln!("keygen {:?}", t.elapsed() / 2000);
-    }
-}

@@ -422,7 +422,7 @@ impl Driver {
             self.start_height().await?;
         }
         if let Err(e) = self.machine.check_message(&msg) {
-            if height == self.machine.height() {
+            if e.is_misbehaviour() {
                 tracing::warn!(target: "node.driver", peer = %from, error = %e, "invalid consensus message");
                 self.send(NetCommand::Validate {
                     id,

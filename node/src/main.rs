@@ -267,7 +267,7 @@ fn main() -> anyhow::Result<()> {
                     s.evidence
                 ),
                 Err(f) => {
-                    eprintln!("sim FAILED: {f}\nreplay: {}", f.replay_command());
+                    eprintln!("sim FAILED: {f}");
                     std::process::exit(1);
                 }
             }

@@ -447,21 +447,17 @@ impl SwarmTask {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(target: "node.net", %address, "p2p listening");
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                if self.connected.insert(peer_id) {
-                    tracing::info!(target: "node.net", peer = %peer_id, "peer connected");
-                    self.emit(NetEvent::Connected(peer_id)).await;
-                }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if self.connected.insert(peer_id) => {
+                tracing::info!(target: "node.net", peer = %peer_id, "peer connected");
+                self.emit(NetEvent::Connected(peer_id)).await;
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    self.connected.remove(&peer_id);
-                    tracing::info!(target: "node.net", peer = %peer_id, "peer disconnected");
-                }
+                self.connected.remove(&peer_id);
+                tracing::info!(target: "node.net", peer = %peer_id, "peer disconnected");
             }
             SwarmEvent::IncomingConnectionError {
                 error,
@@ -501,10 +497,8 @@ impl SwarmTask {
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Subscribed {
                 peer_id,
                 topic: t,
-            })) => {
-                if t == topic(&self.chain, Topic::Consensus).hash() {
-                    self.emit(NetEvent::Subscribed(peer_id)).await;
-                }
+            })) if t == topic(&self.chain, Topic::Consensus).hash() => {
+                self.emit(NetEvent::Subscribed(peer_id)).await;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message {
                 peer,

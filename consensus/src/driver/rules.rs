@@ -231,14 +231,7 @@ impl Consensus {
                 out.push(Action::Broadcast(Message::Vote(v)));
             }
         }
-        if !hs.validity.contains_key(&block_hash) {
-            hs.validity.insert(block_hash, Validity::Pending);
-            out.push(Action::ValidateBlock {
-                height,
-                round,
-                block_hash,
-            });
-        }
+        hs.request_validation(round, block_hash, out);
         hs.keeper.note_proposal_sender(round, me);
         hs.proposals.insert(round, signed);
     }

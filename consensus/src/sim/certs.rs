@@ -1,5 +1,6 @@
 //! Certificate checking for the simulator: `Commit::verify`, with its signature checks skipped
-//! for signatures an earlier certificate of the same (height, round, block) already proved.
+//! for signatures an earlier certificate of the same (height, round, block) already proved
+//! (in this run or an earlier one on the same thread: see [`super::cache`]).
 //!
 //! Every honest node of a run builds its own certificate for each height, from overlapping sets
 //! of the same precommits; verifying each one from scratch dominated the simulator's cost. A
@@ -9,12 +10,14 @@
 //! block, validators, no duplicates, > 2/3 power) holds.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
 
 use govchain_ledger::{ChainId, Commit, Hash, Height, PublicKey, Round, Signature, ValidatorSet};
 
-/// Signatures proven by `Commit::verify` in this run.
-#[derive(Debug, Default)]
+/// Signatures proven by `Commit::verify` (at most `cap`; forgotten all at once when full).
+#[derive(Debug)]
 pub(crate) struct Certificates {
+    cap: NonZeroUsize,
     proven: BTreeSet<(Height, Round, Hash, PublicKey, Signature)>,
 }
 
@@ -35,6 +38,13 @@ fn well_formed(c: &Commit, height: Height, block: &Hash, validators: &ValidatorS
 }
 
 impl Certificates {
+    pub(crate) fn new(cap: NonZeroUsize) -> Self {
+        Self {
+            cap,
+            proven: BTreeSet::new(),
+        }
+    }
+
     /// Whether `c` certifies `block` at `height` (see the module doc); the error names why not.
     pub(crate) fn verify(
         &mut self,
@@ -56,6 +66,9 @@ impl Certificates {
         }
         c.verify(chain_id, height, block, validators)
             .map_err(|e| e.to_string())?;
+        if self.proven.len() + c.signatures.len() > self.cap.get() {
+            self.proven.clear();
+        }
         for s in &c.signatures {
             self.proven.insert(key(s.validator, s.signature));
         }
@@ -85,7 +98,7 @@ mod tests {
         let b = Hash([1; 32]);
         let all: Vec<&Keypair> = ks.iter().collect();
         let full = sign_commit(&chain, Height(1), Round(0), b, &all);
-        let mut certs = Certificates::default();
+        let mut certs = Certificates::new(NonZeroUsize::new(100).unwrap());
         certs.verify(&full, &chain, Height(1), &b, &set).unwrap();
         let mut two = full.clone();
         two.signatures.truncate(2);

@@ -170,7 +170,7 @@ impl Plan {
                     let at_ms = rng.random_range(0..FAULT_WINDOW_MS);
                     let restart_at_ms = rng
                         .random_bool(2.0 / 3.0)
-                        .then(|| at_ms + rng.random_range(300..5_000));
+                        .then(|| at_ms + rng.random_range(300..3_000));
                     plan.crashes.push(Crash {
                         node,
                         at_ms,
@@ -182,7 +182,7 @@ impl Plan {
                 let episodes = rng.random_range(1..=2);
                 let mut start_ms = rng.random_range(0..FAULT_WINDOW_MS);
                 for _ in 0..episodes {
-                    let end_ms = start_ms + rng.random_range(500..8_000);
+                    let end_ms = start_ms + rng.random_range(500..5_000);
                     let one_side = pick(n, n / 2, rng);
                     let side = (0..n).map(|i| one_side.contains(&i)).collect();
                     plan.partitions.push(Partition {
@@ -190,7 +190,7 @@ impl Plan {
                         end_ms,
                         side,
                     });
-                    start_ms = end_ms + rng.random_range(200..2_000);
+                    start_ms = end_ms + rng.random_range(200..1_500);
                 }
             }
             Scenario::Byzantine => {

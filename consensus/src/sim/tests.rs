@@ -78,6 +78,75 @@ fn dup_reorder_7_validators() {
     sweep(Scenario::DupReorder, 7);
 }
 
+#[test]
+fn the_same_seed_replays_the_identical_run() {
+    for s in Scenario::CONCRETE {
+        let a = run(s, 7, 42, DEFAULT_HEIGHTS).unwrap();
+        let b = run(s, 7, 42, DEFAULT_HEIGHTS).unwrap();
+        assert_eq!(a, b);
+        let c = run(s, 7, 43, DEFAULT_HEIGHTS).unwrap();
+        assert_ne!(a.events, c.events, "{s}: different seeds should differ");
+    }
+}
+
+#[test]
+fn all_runs_every_scenario_and_sums_the_reports() {
+    let all = run(Scenario::All, 4, 5, 2).unwrap();
+    assert_eq!(all.scenario, Scenario::All);
+    let sum: u64 = Scenario::CONCRETE
+        .iter()
+        .map(|s| run(*s, 4, 5, 2).unwrap().messages)
+        .sum();
+    assert_eq!(all.messages, sum);
+    let summary = run_seeds(Scenario::All, 4, 0..2, 2).unwrap();
+    assert_eq!(summary.runs, 10);
+}
+
+#[test]
+fn refuses_parameters_out_of_range_and_says_how_to_replay() {
+    let e = run(Scenario::Honest, 3, 1, 4).unwrap_err();
+    assert_eq!(e.check, Check::Parameters);
+    let e = run(Scenario::Honest, 4, 1, 0).unwrap_err();
+    assert_eq!(e.check, Check::Parameters);
+    let text = SimFailure {
+        scenario: Scenario::PartitionHeal,
+        validators: 7,
+        seed: 12,
+        heights: DEFAULT_HEIGHTS,
+        check: Check::Agreement,
+        detail: "x".into(),
+    }
+    .to_string();
+    assert!(text.contains("partition"), "{text}");
+    assert!(text.contains("agreement"), "{text}");
+    assert!(
+        text.contains("govchain sim --scenario partition --validators 7 --seed 12"),
+        "{text}"
+    );
+}
+
+#[test]
+fn agreement_check_catches_a_fork_when_more_than_f_are_byzantine() {
+    // With 2 of 4 equivocating (beyond f = 1) forks are possible; the checker must see one.
+    let mut cache = RunCache::new();
+    let forks = (0..200u64)
+        .filter(|seed| {
+            let rng = ChaCha8Rng::seed_from_u64(*seed);
+            let mut w = world::World::new(Scenario::Byzantine, 4, *seed, 4, rng, &mut cache);
+            w.force_byzantine(&[0, 1]);
+            matches!(
+                w.run(),
+                Err(SimFailure {
+                    check: Check::Agreement,
+                    ..
+                })
+            )
+        })
+        .count();
+    assert!(forks > 0, "no fork found with 2 of 4 byzantine");
+    eprintln!("{forks} of 200 runs forked");
+}
+
 /// `SIM=byzantine,7,9 cargo test -p govchain-consensus trace_one -- --ignored --nocapture`
 #[test]
 #[ignore = "debugging aid: traces the run named by $SIM"]
