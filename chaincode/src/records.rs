@@ -26,6 +26,7 @@ pub struct Record {
     /// Normalized field values by field name.
     pub fields: BTreeMap<String, String>,
     /// The payload exactly as delivered by the department system.
+    #[serde(with = "serde_bytes")]
     pub raw: Vec<u8>,
 }
 

@@ -165,12 +165,19 @@ pub fn verify_batch(items: &[(PublicKey, Hash, Signature)]) -> Result<(), Signat
     if items.len() < MIN_BATCH {
         return one_by_one(items);
     }
+    // Decompress each distinct key once (batches usually come from few signers).
     let mut keys = Vec::with_capacity(items.len());
+    let mut decompressed: std::collections::HashMap<PublicKey, VerifyingKey> =
+        std::collections::HashMap::new();
     for (k, _, _) in items {
-        match verifying_key(k) {
-            Ok(vk) => keys.push(vk),
-            Err(_) => return one_by_one(items),
-        }
+        let vk = match decompressed.get(k) {
+            Some(vk) => *vk,
+            None => match verifying_key(k) {
+                Ok(vk) => *decompressed.entry(*k).or_insert(vk),
+                Err(_) => return one_by_one(items),
+            },
+        };
+        keys.push(vk);
     }
     let msgs: Vec<&[u8]> = items.iter().map(|(_, d, _)| &d.0[..]).collect();
     let sigs: Vec<ed25519_dalek::Signature> = items
@@ -181,7 +188,7 @@ pub fn verify_batch(items: &[(PublicKey, Hash, Signature)]) -> Result<(), Signat
         Ok(()) => {
             // Batch verification is the cofactored equation; keep the strict single-check
             // semantics by rejecting weak keys, which the batch would accept.
-            if keys.iter().any(|k| k.is_weak()) {
+            if decompressed.values().any(|k| k.is_weak()) {
                 return one_by_one(items);
             }
             Ok(())

@@ -54,7 +54,17 @@ impl WriteSet {
     }
     /// The hash of the sorted write set (its canonical encoding).
     pub fn hash(&self) -> Hash {
-        let entries: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self.0.iter().collect();
+        // Byte strings as bytes (same encoding as a sequence of u8, without per-byte calls).
+        let entries: Vec<(&serde_bytes::Bytes, Option<&serde_bytes::Bytes>)> = self
+            .0
+            .iter()
+            .map(|(k, v)| {
+                (
+                    serde_bytes::Bytes::new(k),
+                    v.as_deref().map(serde_bytes::Bytes::new),
+                )
+            })
+            .collect();
         hash(Domain::WriteSet, &codec::encode_infallible(&entries))
     }
 }

@@ -121,6 +121,7 @@ pub struct TxBody {
     /// When the client created it (informational; not used for ordering).
     pub created_at: TimestampMs,
     /// The canonical encoding of the chaincode transaction kind. The ledger does not interpret it.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 

@@ -62,6 +62,7 @@ pub enum WireMsg {
         /// The signed proposal.
         proposal: SignedProposal,
         /// The block.
+        #[serde(with = "serde_bytes")]
         block: Vec<u8>,
     },
     /// A vote.
@@ -128,7 +129,7 @@ pub struct Driver {
     resend: u64,
     last_progress: Instant,
     last_block: Instant,
-    tx_out: Vec<Vec<u8>>,
+    tx_out: Vec<serde_bytes::ByteBuf>,
     tx_out_bytes: usize,
     syncing: bool,
     net: mpsc::Sender<NetCommand>,
@@ -224,6 +225,7 @@ impl Driver {
                 _ = tick.tick() => d.on_tick().await?,
                 _ = shutdown.changed() => if *shutdown.borrow() { break },
             }
+            d.kick().await?;
             d.mempool_len.store(d.mempool.len(), Ordering::Relaxed);
         }
         tracing::info!(target: "node.driver", height = %d.st.tip.height, "driver stopped");
@@ -251,11 +253,25 @@ impl Driver {
                 self.waiters.insert(id, w);
             }
             self.tx_out_bytes += encoded.len();
-            self.tx_out.push(encoded);
+            self.tx_out.push(serde_bytes::ByteBuf::from(encoded));
         }
         if reply.send(r).is_err() {
             tracing::debug!(target: "node.driver", tx = %id, "client left before admission reply");
         }
+    }
+
+    /// Starts the next height, or builds the pending proposal, as soon as transactions wait.
+    async fn kick(&mut self) -> anyhow::Result<()> {
+        if self.mempool.is_empty() {
+            return Ok(());
+        }
+        if !self.started && !self.syncing {
+            self.start_height().await?;
+        }
+        if self.pending_build.is_some() {
+            self.try_build(false).await?;
+        }
+        Ok(())
     }
 
     async fn on_tick(&mut self) -> anyhow::Result<()> {
@@ -331,7 +347,7 @@ impl Driver {
 
     /// Verifies and admits a gossiped batch of transactions.
     fn on_tx_batch(&mut self, data: &[u8]) -> Verdict {
-        let Ok(batch) = codec::decode::<Vec<Vec<u8>>>(data, MAX_GOSSIP_BYTES) else {
+        let Ok(batch) = codec::decode::<Vec<serde_bytes::ByteBuf>>(data, MAX_GOSSIP_BYTES) else {
             return Verdict::Reject;
         };
         let mut fresh = Vec::new();

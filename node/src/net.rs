@@ -61,7 +61,7 @@ pub struct SyncRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncResponse {
     /// (block bytes, certificate bytes), ascending heights.
-    pub blocks: Vec<(Vec<u8>, Vec<u8>)>,
+    pub blocks: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
 }
 
 /// Length-prefixed canonical encoding for the sync protocol, with size caps.
@@ -431,7 +431,8 @@ impl SwarmTask {
             if bytes > MAX_SYNC_RESPONSE_BYTES / 2 && !out.blocks.is_empty() {
                 break;
             }
-            out.blocks.push((b, c));
+            out.blocks
+                .push((serde_bytes::ByteBuf::from(b), serde_bytes::ByteBuf::from(c)));
         }
         out
     }
