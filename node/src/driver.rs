@@ -120,6 +120,7 @@ pub struct Driver {
     machine: Consensus,
     is_validator: bool,
     started: bool,
+    replay: Option<OwnSigned>,
     mempool: Mempool,
     waiters: HashMap<TxId, oneshot::Sender<CommitNotice>>,
     blocks: HashMap<Hash, Block>,
@@ -136,6 +137,42 @@ pub struct Driver {
     internal_tx: mpsc::Sender<Internal>,
     tip: watch::Sender<Tip>,
     mempool_len: Arc<AtomicUsize>,
+}
+
+/// Decodes a gossiped consensus message; a proposal's block must be the proposed one.
+fn parse_consensus_msg(data: &[u8]) -> Option<(Message, Option<Block>)> {
+    let env = codec::decode::<Envelope>(data, MAX_GOSSIP_BYTES).ok()?;
+    match env.msg {
+        WireMsg::Proposal { proposal, block } => {
+            let block = Block::decode(&block).ok()?;
+            let p = &proposal.proposal;
+            if block.hash() != p.block_hash || block.header.height != p.height {
+                return None;
+            }
+            Some((Message::Proposal(proposal), Some(block)))
+        }
+        WireMsg::Vote(v) => Some((Message::Vote(v), None)),
+    }
+}
+
+/// This node's signed messages of the height being decided, kept with the signing state so a
+/// restarted node can count and re-send them (it must not sign again in those steps).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct OwnSigned {
+    height: Height,
+    msgs: Vec<WireMsg>,
+}
+
+/// Store key of [`OwnSigned`].
+const CONSENSUS_MSGS: &[u8] = b"consensus_msgs";
+
+fn load_own_signed(store: &Store) -> anyhow::Result<Option<OwnSigned>> {
+    match store.get_raw(CF_META, CONSENSUS_MSGS)? {
+        None => Ok(None),
+        Some(b) => Ok(Some(
+            codec::decode(&b, codec::MAX_DECODE_BYTES).context("persisted own messages")?,
+        )),
+    }
 }
 
 fn load_persisted(store: &Store) -> anyhow::Result<Option<PersistedState>> {
@@ -173,6 +210,7 @@ impl Driver {
         } = parts;
         let is_validator = state.validators.get(&key.public()).is_some();
         let restored = load_persisted(&store)?;
+        let replay = load_own_signed(&store)?;
         let machine = Consensus::new(
             state.chain_id.clone(),
             is_validator.then(|| key.clone()),
@@ -190,6 +228,7 @@ impl Driver {
             machine,
             is_validator,
             started: false,
+            replay,
             waiters: HashMap::new(),
             blocks: HashMap::new(),
             executed: HashMap::new(),
@@ -386,52 +425,22 @@ impl Driver {
         id: MessageId,
         data: &[u8],
     ) -> anyhow::Result<()> {
-        let Ok(env) = codec::decode::<Envelope>(data, MAX_GOSSIP_BYTES) else {
-            self.send(NetCommand::Validate {
-                id,
-                from,
-                verdict: Verdict::Reject,
-            })
-            .await;
-            return Ok(());
+        let verdict = |verdict| NetCommand::Validate {
+            id: id.clone(),
+            from,
+            verdict,
         };
-        let (msg, block) = match env.msg {
-            WireMsg::Proposal { proposal, block } => {
-                let Ok(block) = Block::decode(&block) else {
-                    self.send(NetCommand::Validate {
-                        id,
-                        from,
-                        verdict: Verdict::Reject,
-                    })
-                    .await;
-                    return Ok(());
-                };
-                if block.hash() != proposal.proposal.block_hash
-                    || block.header.height != proposal.proposal.height
-                {
-                    self.send(NetCommand::Validate {
-                        id,
-                        from,
-                        verdict: Verdict::Reject,
-                    })
-                    .await;
-                    return Ok(());
-                }
-                (Message::Proposal(proposal), Some(block))
-            }
-            WireMsg::Vote(v) => (Message::Vote(v), None),
+        let Some((msg, block)) = parse_consensus_msg(data) else {
+            tracing::warn!(target: "node.driver", peer = %from, "malformed consensus message");
+            self.send(verdict(Verdict::Reject)).await;
+            return Ok(());
         };
         let height = match &msg {
             Message::Proposal(p) => p.proposal.height,
             Message::Vote(v) => v.vote.height,
         };
         if height <= self.st.tip.height {
-            self.send(NetCommand::Validate {
-                id,
-                from,
-                verdict: Verdict::Ignore,
-            })
-            .await;
+            self.send(verdict(Verdict::Ignore)).await;
             return Ok(());
         }
         if height == self.st.tip.height.next() && !self.started && !self.syncing {
@@ -440,21 +449,11 @@ impl Driver {
         if let Err(e) = self.machine.check_message(&msg) {
             if e.is_misbehaviour() {
                 tracing::warn!(target: "node.driver", peer = %from, error = %e, "invalid consensus message");
-                self.send(NetCommand::Validate {
-                    id,
-                    from,
-                    verdict: Verdict::Reject,
-                })
-                .await;
+                self.send(verdict(Verdict::Reject)).await;
                 return Ok(());
             }
         }
-        self.send(NetCommand::Validate {
-            id,
-            from,
-            verdict: Verdict::Accept,
-        })
-        .await;
+        self.send(verdict(Verdict::Accept)).await;
         if let Some(b) = block {
             if self.blocks.len() < MAX_PENDING_BLOCKS {
                 self.blocks.insert(b.hash(), b);
@@ -499,16 +498,15 @@ impl Driver {
     }
 
     async fn start_height(&mut self) -> anyhow::Result<()> {
-        match self.begin_height()? {
-            Some(i) => self.feed(i).await,
-            None => Ok(()),
-        }
+        let inputs = self.begin_height()?;
+        self.feed_all(inputs.into()).await
     }
 
-    /// Marks the next height started and returns its `NewHeight` input (None if started).
-    fn begin_height(&mut self) -> anyhow::Result<Option<Input>> {
+    /// Marks the next height started and returns its `NewHeight` input, followed by this
+    /// node's own messages of that height signed before a restart (empty if started).
+    fn begin_height(&mut self) -> anyhow::Result<Vec<Input>> {
         if self.started {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let member = self.st.validators.get(&self.key.public()).is_some();
         if member != self.is_validator {
@@ -523,31 +521,95 @@ impl Driver {
         }
         self.started = true;
         self.last_progress = Instant::now();
-        Ok(Some(Input::NewHeight {
-            height: self.st.tip.height.next(),
+        let height = self.st.tip.height.next();
+        let mut inputs = vec![Input::NewHeight {
+            height,
             validators: self.st.validators.clone(),
-        }))
+        }];
+        if let Some(own) = self.replay.take().filter(|o| o.height == height) {
+            tracing::info!(target: "node.driver", %height, msgs = own.msgs.len(), "re-counting messages signed before the restart");
+            for m in own.msgs {
+                match m {
+                    WireMsg::Proposal { proposal, block } => {
+                        if let Ok(b) = Block::decode(&block) {
+                            self.blocks.insert(b.hash(), b);
+                        }
+                        self.own.push(Message::Proposal(proposal.clone()));
+                        inputs.push(Input::Proposal(proposal));
+                    }
+                    WireMsg::Vote(v) => {
+                        self.own.push(Message::Vote(v.clone()));
+                        inputs.push(Input::Vote(v));
+                    }
+                }
+            }
+        }
+        Ok(inputs)
     }
 
     /// Feeds one input and performs every resulting action, including follow-up inputs.
     async fn feed(&mut self, input: Input) -> anyhow::Result<()> {
-        let mut inputs = VecDeque::from([input]);
+        self.feed_all(VecDeque::from([input])).await
+    }
+
+    /// Feeds inputs in order, with follow-up inputs queued behind them.
+    async fn feed_all(&mut self, mut inputs: VecDeque<Input>) -> anyhow::Result<()> {
         while let Some(i) = inputs.pop_front() {
-            for a in self.machine.handle(i) {
+            let actions = self.machine.handle(i);
+            let persist = actions.iter().find_map(|a| match a {
+                Action::Persist(ps) => Some(ps.clone()),
+                _ => None,
+            });
+            if let Some(ps) = persist {
+                let fresh = actions.iter().filter_map(|a| match a {
+                    Action::Broadcast(m) => Some(m.clone()),
+                    _ => None,
+                });
+                let msgs: Vec<Message> = self.own.iter().cloned().chain(fresh).collect();
+                self.persist_signing(&ps, &msgs)?;
+            }
+            for a in actions {
                 self.perform(a, &mut inputs).await?;
             }
         }
         Ok(())
     }
 
+    fn wire(&self, m: &Message) -> Option<WireMsg> {
+        match m {
+            Message::Proposal(p) => {
+                let b = self.blocks.get(&p.proposal.block_hash)?;
+                Some(WireMsg::Proposal {
+                    proposal: p.clone(),
+                    block: b.encode(),
+                })
+            }
+            Message::Vote(v) => Some(WireMsg::Vote(v.clone())),
+        }
+    }
+
+    /// Writes the signing state and the messages signed at this height in one synced batch,
+    /// before any of them leaves the node.
+    fn persist_signing(&self, ps: &PersistedState, msgs: &[Message]) -> anyhow::Result<()> {
+        let own = OwnSigned {
+            height: self.st.tip.height.next(),
+            msgs: msgs.iter().filter_map(|m| self.wire(m)).collect(),
+        };
+        let state = codec::encode_infallible(ps);
+        let own = codec::encode_infallible(&own);
+        tokio::task::block_in_place(|| {
+            self.store.put_raw_batch(
+                CF_META,
+                &[(CONSENSUS_STATE, &state[..]), (CONSENSUS_MSGS, &own[..])],
+            )
+        })?;
+        Ok(())
+    }
+
     async fn perform(&mut self, a: Action, inputs: &mut VecDeque<Input>) -> anyhow::Result<()> {
         match a {
-            Action::Persist(ps) => {
-                tokio::task::block_in_place(|| {
-                    self.store
-                        .put_raw(CF_META, CONSENSUS_STATE, &codec::encode_infallible(&ps))
-                })?;
-            }
+            // Written by `feed` together with this batch's messages, before they are sent.
+            Action::Persist(_) => {}
             Action::Broadcast(m) => {
                 self.publish(&m).await;
                 self.own.push(m);
@@ -593,9 +655,7 @@ impl Driver {
             Action::Commit(cert) => {
                 self.commit_decided(cert).await?;
                 if !self.mempool.is_empty() {
-                    if let Some(i) = self.begin_height()? {
-                        inputs.push_back(i);
-                    }
+                    inputs.extend(self.begin_height()?);
                 }
             }
             Action::RequestSync { from } => {
