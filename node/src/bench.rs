@@ -155,7 +155,12 @@ pub struct ChainBench {
     pub clients: usize,
     /// API port base.
     pub base_port: u16,
+    /// Keep the cluster here (a new directory) instead of a temporary directory.
+    pub keep: Option<std::path::PathBuf>,
 }
+
+/// How long a benchmark client waits for one transaction's commit before giving up.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -169,11 +174,23 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// its commit), and prints committed tx/s, records/s and commit latency p50/p99.
 pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
     use crate::client::Client;
-    let dir = tempfile::tempdir()?;
+    let temp = tempfile::tempdir()?;
+    let dir = match &b.keep {
+        Some(d) => {
+            anyhow::ensure!(
+                !d.exists(),
+                "{} exists; --keep takes a new directory",
+                d.display()
+            );
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => temp.path().to_path_buf(),
+    };
     let mut cluster =
-        crate::cluster::LocalCluster::create(dir.path(), b.nodes, b.base_port, |_| {}).await?;
-    let doc = govchain_genesis::GenesisDoc::read(&dir.path().join("genesis.json"))?;
-    let key = Keypair::read_file(&dir.path().join("node-1/node.key"))?;
+        crate::cluster::LocalCluster::create(&dir, b.nodes, b.base_port, |_| {}).await?;
+    let doc = govchain_genesis::GenesisDoc::read(&dir.join("genesis.json"))?;
+    let key = Keypair::read_file(&dir.join("node-1/node.key"))?;
     let source = doc
         .sources
         .iter()
@@ -206,7 +223,16 @@ pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
                 loop {
                     match client.submit(tx, true).await {
                         Ok(r) if r.status == "committed" => break,
-                        Ok(_) => continue,
+                        // Waiting (or already waiting, from an earlier attempt) for its block.
+                        Ok(_) => {
+                            client.wait_committed(&tx.id(), WAIT).await?;
+                            break;
+                        }
+                        Err(e) if e.to_string().contains("duplicate_tx") => {
+                            client.wait_committed(&tx.id(), WAIT).await?;
+                            break;
+                        }
+                        // Backpressure: the mempool is full.
                         Err(e) if e.to_string().contains("503") => {
                             tokio::time::sleep(std::time::Duration::from_millis(50)).await
                         }

@@ -94,6 +94,23 @@ impl Client {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// Polls `GET /api/v1/txs/{id}` until the transaction is committed (for a submission
+    /// answered "pending", or refused as a duplicate of one already waiting), within `within`.
+    pub async fn wait_committed(&self, id: &TxId, within: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.get_json(&format!("txs/{id}")).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.to_string().contains("404") => {}
+                Err(e) => return Err(e),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("transaction {id} not committed within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// GET a JSON document under `/api/v1`.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let r = self

@@ -369,7 +369,7 @@ impl Driver {
                 id,
                 data,
             } => {
-                let verdict = tokio::task::block_in_place(|| self.on_tx_batch(&data));
+                let verdict = tokio::task::block_in_place(|| self.on_tx_batch(from, &data));
                 self.send(NetCommand::Validate { id, from, verdict }).await;
             }
             NetEvent::Gossip {
@@ -384,18 +384,27 @@ impl Driver {
         Ok(())
     }
 
-    /// Verifies and admits a gossiped batch of transactions.
-    fn on_tx_batch(&mut self, data: &[u8]) -> Verdict {
-        let Ok(batch) = codec::decode::<Vec<serde_bytes::ByteBuf>>(data, MAX_GOSSIP_BYTES) else {
-            return Verdict::Reject;
-        };
+    /// Verifies and admits a gossiped batch of transactions; an invalid batch is rejected
+    /// (its sender penalised) with the reason logged.
+    fn on_tx_batch(&mut self, from: PeerId, data: &[u8]) -> Verdict {
+        match self.admit_tx_batch(data) {
+            Ok(()) => Verdict::Accept,
+            Err(reason) => {
+                tracing::warn!(target: "node.driver", peer = %from, reason, "invalid transaction gossip");
+                Verdict::Reject
+            }
+        }
+    }
+
+    fn admit_tx_batch(&mut self, data: &[u8]) -> Result<(), &'static str> {
+        let batch = codec::decode::<Vec<serde_bytes::ByteBuf>>(data, MAX_GOSSIP_BYTES)
+            .map_err(|_| "not a transaction batch")?;
         let mut fresh = Vec::new();
         for b in &batch {
-            let Ok(tx) = SignedTx::decode(b) else {
-                return Verdict::Reject;
-            };
+            let tx =
+                SignedTx::decode(b).map_err(|_| "a transaction does not decode or is oversize")?;
             if tx.body.chain_id != self.st.chain_id {
-                return Verdict::Reject;
+                return Err("a transaction is for another chain");
             }
             let id = tx.id();
             if self.mempool.contains(&id) || matches!(self.store.tx_location(&id), Ok(Some(_))) {
@@ -404,9 +413,7 @@ impl Driver {
             fresh.push((tx, id, b.len()));
         }
         let items: Vec<_> = fresh.iter().map(|(t, _, _)| t.sig_item()).collect();
-        if crypto::verify_batch(&items).is_err() {
-            return Verdict::Reject;
-        }
+        crypto::verify_batch(&items).map_err(|_| "a transaction signature is invalid")?;
         let mut refused = 0;
         for (tx, id, bytes) in fresh {
             if self.mempool.admit(tx, id, bytes).is_err() {
@@ -416,7 +423,7 @@ impl Driver {
         if refused > 0 {
             tracing::debug!(target: "node.driver", refused, "gossiped transactions not admitted (full or duplicate nonce)");
         }
-        Verdict::Accept
+        Ok(())
     }
 
     async fn on_consensus_msg(
@@ -696,6 +703,7 @@ impl Driver {
             .mempool
             .peek(self.cfg.max_block_txs, self.cfg.max_block_bytes);
         let ids: Vec<TxId> = candidates.iter().map(SignedTx::id).collect();
+        let t = Instant::now();
         let built = tokio::task::block_in_place(|| {
             self.st
                 .build_block(&self.store, candidates, &self.key, round, now_ms())
@@ -705,7 +713,7 @@ impl Driver {
             notify(self.waiters.remove(&ids[i]), CommitNotice::Rejected(err));
         }
         let hash = built.block.hash();
-        tracing::debug!(target: "node.driver", %height, round = round.0, txs = built.block.txs.len(), "built block");
+        tracing::debug!(target: "node.driver", %height, round = round.0, txs = built.block.txs.len(), ms = t.elapsed().as_millis() as u64, "built block");
         self.blocks.insert(hash, built.block);
         self.executed.insert(hash, built.executed);
         Ok(Some(Input::BlockBuilt {
@@ -733,8 +741,10 @@ impl Driver {
             tracing::warn!(target: "node.driver", error = %e, "proposed block has a bad signature");
             return false;
         }
+        let t = Instant::now();
         match self.st.check_and_execute(&self.store, block, false) {
             Ok(ex) => {
+                tracing::debug!(target: "node.driver", height = %block.header.height, txs = block.txs.len(), ms = t.elapsed().as_millis() as u64, "validated block");
                 self.executed.insert(*hash, ex);
                 true
             }
@@ -774,6 +784,7 @@ impl Driver {
     ) -> anyhow::Result<()> {
         let height = block.header.height;
         let span = tracing::info_span!("ledger.block.commit", height = height.0);
+        let t = Instant::now();
         let tip = {
             let _g = span.enter();
             tokio::task::block_in_place(|| {
@@ -806,7 +817,7 @@ impl Driver {
         self.pending_build = None;
         self.started = false;
         self.last_block = Instant::now();
-        tracing::info!(target: "node.driver", %height, txs = block.txs.len(), round = cert.round.0, "committed block");
+        tracing::info!(target: "node.driver", %height, txs = block.txs.len(), round = cert.round.0, store_ms = t.elapsed().as_millis() as u64, "committed block");
         Ok(())
     }
 
@@ -838,6 +849,7 @@ impl Driver {
         let mut applied = 0;
         for (b, c) in resp.blocks {
             let (Ok(block), Ok(cert)) = (Block::decode(&b), Commit::decode(&c)) else {
+                tracing::warn!(target: "node.driver", %peer, "synced block or certificate does not decode");
                 self.send(NetCommand::Penalize(peer, 50)).await;
                 break;
             };
@@ -846,6 +858,8 @@ impl Driver {
                 continue;
             }
             if height != self.st.tip.height.next() {
+                tracing::warn!(target: "node.driver", %peer, %height, expected = %self.st.tip.height.next(), "synced block at a wrong height");
+                self.send(NetCommand::Penalize(peer, 50)).await;
                 break;
             }
             if let Err(e) = cert.verify(

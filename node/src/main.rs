@@ -139,6 +139,9 @@ enum BenchCmd {
         /// API port base (node i on base + i, p2p on base + 100 + i).
         #[arg(long, default_value_t = 18700)]
         base_port: u16,
+        /// Keep the cluster (data, node logs) in this new directory instead of a temporary one.
+        #[arg(long)]
+        keep: Option<PathBuf>,
     },
     /// Signatures, hashing, Merkle roots and synced block commits.
     Ledger {
@@ -229,6 +232,7 @@ fn main() -> anyhow::Result<()> {
                     records_per_tx,
                     clients,
                     base_port,
+                    keep,
                 },
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -240,6 +244,7 @@ fn main() -> anyhow::Result<()> {
                 records_per_tx,
                 clients,
                 base_port,
+                keep,
             }))?;
         }
         Cmd::Sim {

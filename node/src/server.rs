@@ -66,6 +66,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
                 .map(|p| p.parse().with_context(|| format!("p2p.peers entry {p:?}")))
                 .collect::<anyhow::Result<_>>()?,
             allowed,
+            max_message_bytes: net::MAX_GOSSIP_BYTES,
         },
         store.clone(),
     )?;

@@ -1,15 +1,18 @@
 //! Bad input over gossip (R-CHN-1, R-CHN-3): a peer with an admitted key sends garbage, votes
 //! with bad signatures, votes from a non-validator, a proposal from the wrong proposer and a
-//! proposal whose block does not match. Every one is dropped with a logged reason and a penalty
-//! for the sender; the cluster never panics and never stalls.
+//! proposal whose block does not match, oversize transactions and messages; and a peer that
+//! answers block sync with blocks at a wrong height or with a certificate that does not match.
+//! Every one is dropped with a logged reason and a penalty for the sender; the cluster never
+//! panics and never stalls.
 
 use std::time::{Duration, Instant};
 
 use govchain_consensus::{sign_vote, Proposal};
-use govchain_ledger::{codec, Hash, Height, Keypair, Round, Store, Vote, VoteKind};
+use govchain_ledger::store::{CF_BLOCKS, CF_COMMITS};
+use govchain_ledger::{codec, Hash, Height, Keypair, Round, Store, Vote, VoteKind, MAX_TX_BYTES};
 use govchain_node::driver::{Envelope, WireMsg};
 use govchain_node::net::{self, NetCommand, NetConfig, NetEvent, Topic};
-use govchain_tests::Cluster;
+use govchain_tests::{copy_dir, verify, Cluster};
 
 #[test]
 fn bad_gossip_is_dropped_and_penalised_without_stalling_the_chain() {
@@ -37,6 +40,8 @@ fn bad_gossip_is_dropped_and_penalised_without_stalling_the_chain() {
                 .iter()
                 .map(|v| v.key)
                 .collect(),
+            // Raised so that this peer can send an oversize message at all.
+            max_message_bytes: 2 * net::MAX_GOSSIP_BYTES,
         },
         store,
     )
@@ -150,11 +155,17 @@ fn bad_gossip_is_dropped_and_penalised_without_stalling_the_chain() {
         ),
     );
     // 6. Garbage on the transaction topic.
-    c.rt.block_on(
-        h.commands
-            .send(NetCommand::Publish(Topic::Tx, vec![0xff; 100])),
-    )
-    .unwrap();
+    let send_tx = |h: &mut net::NetHandle, bytes: Vec<u8>| {
+        c.rt.block_on(h.commands.send(NetCommand::Publish(Topic::Tx, bytes)))
+            .unwrap();
+    };
+    send_tx(&mut h, vec![0xff; 100]);
+    // 7. A batch holding one transaction over MAX_TX_BYTES (decoding stops at the cap).
+    let oversize_tx = vec![serde_bytes::ByteBuf::from(vec![7u8; MAX_TX_BYTES + 1024])];
+    send_tx(&mut h, codec::encode(&oversize_tx).unwrap());
+    // 8. A consensus message over MAX_GOSSIP_BYTES: every receiver's codec refuses the frame
+    // by its length prefix before reading it.
+    send(&mut h, vec![0x55; net::MAX_GOSSIP_BYTES + 1]);
 
     // The cluster keeps committing with the three honest validators...
     std::thread::sleep(Duration::from_millis(500));
@@ -170,10 +181,146 @@ fn bad_gossip_is_dropped_and_penalised_without_stalling_the_chain() {
         "no penalty logged:\n{}",
         c.logs()
     );
-    assert!(
-        logs.contains("invalid consensus message"),
-        "no reason logged:\n{}",
-        c.logs()
-    );
+    for reason in [
+        "malformed consensus message",
+        "invalid consensus message",
+        "invalid transaction gossip",
+        "a transaction does not decode or is oversize",
+    ] {
+        assert!(
+            logs.contains(reason),
+            "{reason:?} not logged:\n{}",
+            c.logs()
+        );
+    }
     assert!(!logs.contains("panicked"), "a node panicked");
+}
+
+/// Runs the network side of a node from `store` under node-1's key and address, as a peer that
+/// serves whatever its (tampered) store holds. Dropping the runtime closes its sockets.
+fn rogue_sync_server(c: &Cluster, store: Store) -> (tokio::runtime::Runtime, net::NetHandle) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg1 = c.net.config(1);
+    let h = {
+        let _guard = rt.enter();
+        net::spawn(
+            NetConfig {
+                chain_id: c.net.genesis.chain_id.clone(),
+                seed: c.net.node_key(1).secret_seed(),
+                listen: cfg1.p2p.listen.parse().unwrap(),
+                peers: vec![],
+                allowed: c
+                    .net
+                    .genesis
+                    .validators
+                    .validators
+                    .iter()
+                    .map(|v| v.key)
+                    .collect(),
+                max_message_bytes: net::MAX_GOSSIP_BYTES,
+            },
+            store,
+        )
+        .unwrap()
+    };
+    (rt, h)
+}
+
+/// A copy of node-1's stopped store, altered by `tamper`.
+fn tampered_copy(c: &Cluster, name: &str, tamper: impl FnOnce(&Store)) -> Store {
+    let dir = c.net.dir.path().join(name);
+    copy_dir(&c.net.data_dir(1), &dir);
+    let store = Store::open(&dir).unwrap();
+    tamper(&store);
+    store
+}
+
+#[test]
+fn bad_synced_blocks_are_refused_and_the_node_catches_up_from_honest_peers() {
+    let mut c = Cluster::start(4, |_| {});
+    assert_eq!(c.submit(4, 4, &[0, 1, 2, 3], 3).len(), 4);
+    let behind = c.height(3);
+    c.nodes[3].kill9();
+    // One transaction at a time: the others move at least 12 blocks past node-4.
+    assert_eq!(c.submit(12, 1, &[0, 1, 2], 4).len(), 12);
+    let top = c.height(0);
+    assert!(top >= behind + 6, "top {top}, node-4 at {behind}");
+    for i in 0..3 {
+        assert!(c.nodes[i].terminate(Duration::from_secs(30)));
+    }
+    let (h1, h2, h3) = (Height(behind + 1), Height(behind + 2), Height(behind + 3));
+
+    // 1. The rogue serves h1 intact, then the block of h3 in the place of h2.
+    let store = tampered_copy(&c, "rogue-height", |s| {
+        let b3 = s.block_bytes(h3).unwrap().unwrap();
+        let c3 = s.commit_bytes(h3).unwrap().unwrap();
+        s.put_raw(CF_BLOCKS, &h2.key(), &b3).unwrap();
+        s.put_raw(CF_COMMITS, &h2.key(), &c3).unwrap();
+    });
+    let rogue = rogue_sync_server(&c, store);
+    c.nodes[3].restart();
+    c.wait_until(
+        Duration::from_secs(30),
+        "node-4 refuses the wrong height",
+        |c| {
+            c.nodes[3]
+                .log_text()
+                .contains("synced block at a wrong height")
+        },
+    );
+    assert_eq!(c.height(3), h1.0, "node-4 applied the good block only");
+    drop(rogue);
+
+    // 2. The rogue serves h2 with the certificate of h3 (valid signatures, wrong block).
+    let store = tampered_copy(&c, "rogue-cert", |s| {
+        let c3 = s.commit_bytes(h3).unwrap().unwrap();
+        s.put_raw(CF_COMMITS, &h2.key(), &c3).unwrap();
+    });
+    let rogue = rogue_sync_server(&c, store);
+    c.wait_until(
+        Duration::from_secs(30),
+        "node-4 refuses the certificate",
+        |c| {
+            c.nodes[3]
+                .log_text()
+                .contains("synced block has a bad certificate")
+        },
+    );
+    assert_eq!(
+        c.height(3),
+        h1.0,
+        "node-4 applied nothing it could not verify"
+    );
+    let log = c.nodes[3].log_text();
+    assert!(log.contains("peer penalised"), "no penalty:\n{log}");
+    assert!(!log.contains("panicked"), "node-4 panicked:\n{log}");
+    drop(rogue);
+
+    // 3. The honest nodes return: node-4 catches up and agrees with them.
+    for i in 0..3 {
+        c.nodes[i].restart();
+    }
+    assert_eq!(c.submit(3, 1, &[0, 1, 2, 3], 5).len(), 3);
+    let top = c.height(0);
+    c.wait_until(Duration::from_secs(60), "node-4 catches up", |c| {
+        c.height(3) >= top
+    });
+    let block_hash = |i: usize| {
+        let client = govchain_node::client::Client::new(&c.nodes[i].url).unwrap();
+        c.rt.block_on(client.get_json(&format!("blocks/{top}")))
+            .unwrap()["hash"]
+            .clone()
+    };
+    assert_eq!(
+        block_hash(0),
+        block_hash(3),
+        "node-4 agrees at height {top}"
+    );
+    assert!(c.nodes[3].terminate(Duration::from_secs(30)));
+    let out = verify(&c.net.data_dir(4), &c.net.genesis_path());
+    assert!(
+        out.status.success(),
+        "verify node-4: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
