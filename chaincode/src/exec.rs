@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{self, KeyRole};
 use crate::catalog::{DataSource, Department};
 use crate::error::{invalid, TxError};
+use crate::evidence::{StoredEvidence, VoteEquivocation};
 use crate::keys;
 use crate::kinds::{TxKind, ValidatorChange};
 use crate::records::{Record, StoredRecord, MAX_RECORDS_PER_BATCH};
@@ -104,8 +105,40 @@ pub fn execute_tx(o: &mut Overlay<'_>, ctx: &BlockContext, tx: &SignedTx) -> Res
         TxKind::SubmitRecords { source, records } => {
             submit_records(o, ctx, tx.id(), tx, &source, records)?
         }
+        TxKind::ReportEquivocation(e) => report_equivocation(o, ctx, tx, e)?,
     }
     o.writes.put(nonce_key, Vec::new());
+    Ok(())
+}
+
+fn report_equivocation(
+    o: &mut Overlay<'_>,
+    ctx: &BlockContext,
+    tx: &SignedTx,
+    evidence: VoteEquivocation,
+) -> Result<(), TxError> {
+    let vs: ValidatorSet =
+        get(o, keys::VALIDATORS)?.ok_or_else(|| invalid("state", "no validator set"))?;
+    if vs.get(&tx.body.signer).is_none() {
+        return Err(TxError::Unauthorized {
+            signer: tx.body.signer,
+            action: "report equivocation (validators only)".into(),
+        });
+    }
+    evidence.check(&ctx.chain_id, &vs)?;
+    let key = keys::evidence(&evidence.id());
+    if o.get(&key)?.is_some() {
+        return Err(TxError::AlreadyExists {
+            what: "equivocation evidence",
+            id: evidence.id().to_string(),
+        });
+    }
+    let stored = StoredEvidence {
+        evidence,
+        reporter: tx.body.signer,
+        recorded_at: ctx.height,
+    };
+    o.writes.put(key, codec::encode_infallible(&stored));
     Ok(())
 }
 

@@ -12,14 +12,15 @@
 use std::collections::BTreeMap;
 
 use govchain_ledger::{
-    codec, ChainId, Hash, Height, Keypair, PublicKey, SignedTx, TimestampMs, TxBody, Validator,
-    ValidatorSet, WriteSet,
+    codec, ChainId, Hash, Height, Keypair, PublicKey, Round, Signature, SignedTx, TimestampMs,
+    TxBody, Validator, ValidatorSet, Vote, VoteKind, WriteSet,
 };
 use serde::de::DeserializeOwned;
 
 use crate::app_hash;
 use crate::auth::{self, KeyRole};
 use crate::catalog::{DataSource, Department, FieldDef, FieldType, ShareType};
+use crate::evidence::{StoredEvidence, VoteEquivocation};
 use crate::exec::{execute_block, BlockContext, BlockOutcome, ValidatorProposal};
 use crate::genesis::InitialState;
 use crate::keys;
@@ -1021,4 +1022,97 @@ fn a_person_id_record_key_is_one_record_whatever_the_case_of_its_x() {
     );
     assert_eq!(chain.stored(HJXX, upper).version, 2);
     assert!(!chain.state.contains_key(&keys::record(HJXX, lower)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Equivocation evidence (R-CHN-1, R-AUD-1)
+// ---------------------------------------------------------------------------------------------
+
+fn signed_vote(key: &Keypair, height: u64, block: u8) -> (Vote, Signature) {
+    let vote = Vote {
+        chain_id: chain_id(),
+        height: Height(height),
+        round: Round(1),
+        kind: VoteKind::Precommit,
+        block_hash: Some(Hash([block; 32])),
+    };
+    let sig = key.sign(&vote.sign_digest());
+    (vote, sig)
+}
+
+fn double_vote(offender: &Keypair) -> VoteEquivocation {
+    VoteEquivocation {
+        validator: offender.public(),
+        a: signed_vote(offender, 7, 1),
+        b: signed_vote(offender, 7, 2),
+    }
+}
+
+#[test]
+fn a_validator_records_another_validators_double_vote_once() {
+    let mut chain = Chain::genesis();
+    let e = double_vote(&node("mzj"));
+    let key = keys::evidence(&e.id());
+    chain
+        .commit_one(&node("gaj"), TxKind::ReportEquivocation(e.clone()))
+        .unwrap();
+    let stored: StoredEvidence = chain.read(&key).expect("evidence stored");
+    assert_eq!(stored.evidence, e);
+    assert_eq!(stored.reporter, node("gaj").public());
+    assert_eq!(stored.recorded_at, Height(1));
+    // The same offence again (another reporter, or the votes swapped) is refused.
+    let swapped = VoteEquivocation {
+        a: e.b.clone(),
+        b: e.a.clone(),
+        ..e.clone()
+    };
+    assert!(matches!(
+        chain.commit_one(&node("rsj"), TxKind::ReportEquivocation(swapped)),
+        Err(TxError::AlreadyExists { .. })
+    ));
+}
+
+#[test]
+fn evidence_that_proves_nothing_is_refused_and_writes_nothing() {
+    let mut chain = Chain::genesis();
+    let offender = node("mzj");
+    let good = double_vote(&offender);
+    let mut same_block = good.clone();
+    same_block.b = good.a.clone();
+    let mut other_height = good.clone();
+    other_height.b = signed_vote(&offender, 8, 2);
+    let mut bad_sig = good.clone();
+    bad_sig.b.1 .0[5] ^= 1;
+    let mut forged = good.clone();
+    forged.b = signed_vote(&node("rsj"), 7, 2); // signed by someone else
+    let not_validator = double_vote(&outsider());
+    let mut other_chain = good.clone();
+    other_chain.a.0.chain_id = ChainId::new("another-chain").unwrap();
+    other_chain.a.1 = offender.sign(&other_chain.a.0.sign_digest());
+    for (what, e) in [
+        ("same block", same_block),
+        ("different heights", other_height),
+        ("bad signature", bad_sig),
+        ("signed by another key", forged),
+        ("offender not a validator", not_validator),
+        ("vote for another chain", other_chain),
+    ] {
+        let tx = chain.tx(&node("gaj"), &TxKind::ReportEquivocation(e.clone()));
+        let out = chain.execute(std::slice::from_ref(&tx));
+        assert!(
+            matches!(out.results[0], Err(TxError::Invalid { .. })),
+            "{what}: {:?}",
+            out.results[0]
+        );
+        assert_left_nothing(&out, &tx, &[keys::evidence(&e.id())]);
+    }
+}
+
+#[test]
+fn only_validators_may_report_equivocation() {
+    let mut chain = Chain::genesis();
+    for key in [admin("gaj"), sysadmin(), outsider()] {
+        let r = chain.commit_one(&key, TxKind::ReportEquivocation(double_vote(&node("mzj"))));
+        assert!(is_unauthorized(&r), "{r:?}");
+    }
 }

@@ -53,5 +53,10 @@ pub fn validator_proposal(id: u64) -> Vec<u8> {
     [&b"valprop/"[..], &id.to_be_bytes()].concat()
 }
 
+/// Recorded equivocation evidence, by offence id.
+pub fn evidence(offence: &govchain_ledger::Hash) -> Vec<u8> {
+    [&b"evidence/"[..], offence.as_bytes()].concat()
+}
+
 /// Number of registered departments.
 pub const DEPT_COUNT: &[u8] = b"dept_count";

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{DataSource, Department};
 use crate::error::TxError;
+use crate::evidence::VoteEquivocation;
 use crate::records::Record;
 
 /// A change to the validator set, proposed and approved by department administrators.
@@ -50,11 +51,13 @@ pub enum TxKind {
         /// The records.
         records: Vec<Record>,
     },
+    /// Reports a validator that signed two conflicting votes (any validator).
+    ReportEquivocation(VoteEquivocation),
 }
 
 impl TxKind {
     /// Number of variants; an encoded variant index at or above it is an unknown kind.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 6;
 
     /// Canonical bytes (a ledger transaction's payload).
     pub fn encode(&self) -> Vec<u8> {
@@ -82,6 +85,7 @@ impl TxKind {
             TxKind::ApproveValidatorChange { .. } => "approve_validator_change",
             TxKind::RegisterSource(_) => "register_source",
             TxKind::SubmitRecords { .. } => "submit_records",
+            TxKind::ReportEquivocation(_) => "report_equivocation",
         }
     }
 }
@@ -93,10 +97,19 @@ mod tests {
     #[test]
     fn variant_count_matches_the_enum() {
         // The last variant encodes with tag COUNT - 1.
-        let k = TxKind::SubmitRecords {
-            source: "a".into(),
-            records: vec![],
+        let vote = govchain_ledger::Vote {
+            chain_id: govchain_ledger::ChainId::new("c").unwrap(),
+            height: govchain_ledger::Height(1),
+            round: govchain_ledger::Round(0),
+            kind: govchain_ledger::VoteKind::Prevote,
+            block_hash: None,
         };
+        let sig = govchain_ledger::Signature([0; 64]);
+        let k = TxKind::ReportEquivocation(VoteEquivocation {
+            validator: PublicKey([1; 32]),
+            a: (vote.clone(), sig),
+            b: (vote, sig),
+        });
         assert_eq!(k.encode()[..4], (TxKind::COUNT - 1).to_le_bytes());
         assert_eq!(TxKind::decode(&k.encode()).unwrap(), k);
     }

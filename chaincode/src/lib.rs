@@ -12,6 +12,7 @@ pub mod app_hash;
 pub mod auth;
 pub mod catalog;
 pub mod error;
+pub mod evidence;
 pub mod exec;
 #[cfg(test)]
 mod exec_tests;

@@ -35,6 +35,8 @@ pub enum Domain {
     Projection,
     /// A consensus block proposal: the message a proposer signs.
     Proposal,
+    /// The id of an equivocation offence (offender, height, round, vote kind).
+    Evidence,
 }
 
 impl Domain {
@@ -53,10 +55,11 @@ impl Domain {
             Domain::AppHash => "govchain/app-hash/v1",
             Domain::Projection => "govchain/projection/v1",
             Domain::Proposal => "govchain/proposal/v1",
+            Domain::Evidence => "govchain/evidence/v1",
         }
     }
 
-    const ALL: [Domain; 12] = [
+    const ALL: [Domain; 13] = [
         Domain::TxBody,
         Domain::TxId,
         Domain::Block,
@@ -69,10 +72,11 @@ impl Domain {
         Domain::AppHash,
         Domain::Projection,
         Domain::Proposal,
+        Domain::Evidence,
     ];
 
     fn key(self) -> &'static [u8; 32] {
-        static KEYS: OnceLock<[[u8; 32]; 12]> = OnceLock::new();
+        static KEYS: OnceLock<[[u8; 32]; 13]> = OnceLock::new();
         let keys = KEYS.get_or_init(|| Domain::ALL.map(|d| blake3::derive_key(d.context(), b"")));
         let i = Domain::ALL
             .iter()

@@ -19,14 +19,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use govchain_api::{CommitNotice, Submission};
+use govchain_chaincode::evidence::VoteEquivocation;
+use govchain_chaincode::TxKind;
 use govchain_consensus::{
-    Action, Config as ConsensusConfig, Consensus, Input, Message, PersistedState, SignedProposal,
-    SignedVote,
+    Action, Config as ConsensusConfig, Consensus, Evidence, Input, Message, PersistedState,
+    SignedProposal, SignedVote,
 };
 use govchain_genesis::config::ChainConfig;
 use govchain_ledger::store::CF_META;
 use govchain_ledger::{
-    codec, crypto, Block, Commit, Hash, Height, Keypair, Round, SignedTx, Store, Tip, TxId,
+    codec, crypto, Block, Commit, Hash, Height, Keypair, Round, SignedTx, Store, Tip, TxBody, TxId,
     MAX_BLOCK_BYTES, MAX_TX_BYTES,
 };
 use libp2p::gossipsub::MessageId;
@@ -672,9 +674,47 @@ impl Driver {
             }
             Action::Evidence(e) => {
                 tracing::warn!(target: "node.driver", evidence = ?e, "equivocation detected");
+                self.report_equivocation(e);
             }
         }
         Ok(())
+    }
+
+    /// Puts a double vote on chain: a transaction signed by this validator, admitted to its own
+    /// mempool and gossiped like any other. Its nonce comes from the offence, so this node
+    /// reports one offence once; the first report on chain wins, later ones are refused.
+    fn report_equivocation(&mut self, e: Evidence) {
+        let Evidence::DoubleVote(a, b) = e else {
+            return; // double proposals are logged only (see chaincode::evidence)
+        };
+        if !self.is_validator {
+            return;
+        }
+        let evidence = VoteEquivocation {
+            validator: a.validator,
+            a: (a.vote, a.signature),
+            b: (b.vote, b.signature),
+        };
+        let tx = TxBody {
+            chain_id: self.st.chain_id.clone(),
+            signer: self.key.public(),
+            nonce: evidence.nonce(),
+            created_at: now_ms(),
+            payload: TxKind::ReportEquivocation(evidence).encode(),
+        }
+        .sign(&self.key);
+        let encoded = tx.encode();
+        let id = tx.id();
+        match self.mempool.admit(tx, id, encoded.len()) {
+            Ok(()) => {
+                tracing::info!(target: "node.driver", tx = %id, "equivocation evidence submitted");
+                self.tx_out_bytes += encoded.len();
+                self.tx_out.push(serde_bytes::ByteBuf::from(encoded));
+            }
+            Err(e) => {
+                tracing::debug!(target: "node.driver", error = %e, "equivocation evidence not admitted")
+            }
+        }
     }
 
     async fn try_build(&mut self, heartbeat_due: bool) -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
 //! Bad input over gossip (R-CHN-1, R-CHN-3): a peer with an admitted key sends garbage, votes
-//! with bad signatures, votes from a non-validator, a proposal from the wrong proposer and a
+//! with bad signatures, double votes (put on chain as evidence), votes from a non-validator, a proposal from the wrong proposer and a
 //! proposal whose block does not match, oversize transactions and messages; and a peer that
 //! answers block sync with blocks at a wrong height or with a certificate that does not match.
 //! Every one is dropped with a logged reason and a penalty for the sender; the cluster never
@@ -74,6 +74,25 @@ fn bad_gossip_is_dropped_and_penalised_without_stalling_the_chain() {
         kind: VoteKind::Prevote,
         block_hash: Some(Hash([9; 32])),
     };
+    // 0. Double votes signed with node-4's (validator) key at the next heights: detected as
+    // equivocation and put on chain by the honest validators.
+    let first = c.height(0);
+    for ht in first + 1..=first + 3 {
+        for (i, block) in [Hash([1; 32]), Hash([2; 32])].into_iter().enumerate() {
+            let v = Vote {
+                chain_id: chain.clone(),
+                height: Height(ht),
+                round: Round(0),
+                kind: VoteKind::Prevote,
+                block_hash: Some(block),
+            };
+            send(
+                &mut h,
+                envelope(100 + ht * 2 + i as u64, WireMsg::Vote(sign_vote(v, &key4))),
+            );
+        }
+    }
+
     // 1. Garbage.
     send(&mut h, b"\x00garbage that is no envelope".to_vec());
     // 2. A vote with a bad signature.
@@ -194,6 +213,35 @@ fn bad_gossip_is_dropped_and_penalised_without_stalling_the_chain() {
         );
     }
     assert!(!logs.contains("panicked"), "a node panicked");
+
+    // ...and the double vote is on chain, as a report_equivocation transaction.
+    let client = govchain_node::client::Client::new(&c.nodes[0].url).unwrap();
+    let mut seen = first;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'found: loop {
+        assert!(
+            Instant::now() < deadline,
+            "no equivocation evidence on chain:\n{}",
+            c.logs()
+        );
+        let top = c.height(0);
+        for ht in seen + 1..=top {
+            let b =
+                c.rt.block_on(client.get_json(&format!("blocks/{ht}")))
+                    .unwrap();
+            let kinds: Vec<_> = b["txs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["kind"].clone())
+                .collect();
+            if kinds.iter().any(|k| k == "report_equivocation") {
+                break 'found;
+            }
+        }
+        seen = top;
+        assert_eq!(c.submit(1, 1, &[0, 1, 2], 9 + seen).len(), 1);
+    }
 }
 
 /// Runs the network side of a node from `store` under node-1's key and address, as a peer that
