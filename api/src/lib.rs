@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod projection;
 pub mod routes;
 
 use std::sync::atomic::AtomicUsize;

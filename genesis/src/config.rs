@@ -112,6 +112,10 @@ pub struct ApiConfig {
     /// How long `?wait=commit` waits, in ms. Default 30000.
     #[serde(default = "defaults::commit_wait_ms")]
     pub commit_wait_ms: u64,
+    /// The SQL projection: `sqlite://FILE` or `mysql://USER@HOST:PORT/DB`. Default: SQLite in
+    /// `projection.sqlite` inside the data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<String>,
 }
 
 /// `[chain]`.
@@ -197,6 +201,7 @@ impl Default for ApiConfig {
             listen: defaults::listen(),
             max_body_bytes: defaults::max_body_bytes(),
             commit_wait_ms: defaults::commit_wait_ms(),
+            db: None,
         }
     }
 }

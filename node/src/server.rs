@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use govchain_api::projection::Projection;
 use govchain_api::ApiContext;
 use govchain_consensus::Config as ConsensusConfig;
 use govchain_genesis::{GenesisDoc, NodeConfig};
-use govchain_ledger::{Keypair, Store};
+use govchain_ledger::{Height, Keypair, Store, Tip};
 use tokio::sync::{mpsc, watch};
 
 use crate::chain::ChainState;
@@ -95,6 +96,27 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     };
     let chain = tokio::spawn(Driver::run(parts));
 
+    // The SQL projection follows the committed tip (DESIGN §7).
+    let db_url = cfg.api.db.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            cfg.data_dir.join("projection.sqlite").display()
+        )
+    });
+    let projection = Projection::open(&db_url)
+        .await
+        .with_context(|| format!("opening the projection database {db_url}"))?;
+    let genesis_hash = store
+        .genesis_hash()?
+        .context("the store has no genesis after start")?;
+    projection.init(genesis_hash, &doc.sources).await?;
+    let projector = tokio::spawn(project(
+        projection,
+        store.clone(),
+        tip_rx.clone(),
+        stop_rx.clone(),
+    ));
+
     let ctx = ApiContext {
         chain_id: state.chain_id.clone(),
         department: cfg.department.clone(),
@@ -122,8 +144,42 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     // The HTTP server stops taking requests; the driver stops after its current step.
     http.await??;
     chain.await??;
+    projector.await??;
     tracing::info!(target: "node", "stopped");
     Ok(())
+}
+
+/// Applies committed blocks to the projection as the tip moves, until stopped. Each block is
+/// one SQL transaction with the cursor, so a kill at any instant resumes at the next block.
+async fn project(
+    projection: Projection,
+    store: Store,
+    mut tip: watch::Receiver<Tip>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut at = projection.cursor().await?.map_or(Height(0), |(h, _)| h);
+    loop {
+        // One block at a time, so a stop request is honoured between blocks.
+        while at < tip.borrow().height {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let next = at.next();
+            let block = store
+                .block(next)?
+                .with_context(|| format!("committed block {next} missing"))?;
+            projection
+                .apply_block(&block)
+                .await
+                .with_context(|| format!("projecting block {next}"))?;
+            at = next;
+        }
+        tracing::debug!(target: "node.projection", height = %at, "projected");
+        tokio::select! {
+            r = tip.changed() => if r.is_err() { return Ok(()) },
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+    }
 }
 
 /// Waits for SIGTERM or Ctrl-C.
