@@ -112,8 +112,9 @@ pub struct ApiConfig {
     /// How long `?wait=commit` waits, in ms. Default 30000.
     #[serde(default = "defaults::commit_wait_ms")]
     pub commit_wait_ms: u64,
-    /// The SQL projection: `sqlite://FILE` or `mysql://USER@HOST:PORT/DB`. Default: SQLite in
-    /// `projection.sqlite` inside the data directory.
+    /// The SQL projection: `sqlite://FILE` or `mysql://USER@HOST:PORT/DB`, or `off` for a node
+    /// that serves no queries (a pure validator). Default: SQLite in `projection.sqlite` inside
+    /// the data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db: Option<String>,
 }

@@ -157,6 +157,8 @@ pub struct ChainBench {
     pub base_port: u16,
     /// Keep the cluster here (a new directory) instead of a temporary directory.
     pub keep: Option<std::path::PathBuf>,
+    /// Run each node's SQL projection (SQLite) too; off, the chain alone is measured.
+    pub projection: bool,
 }
 
 /// How long a benchmark client waits for one transaction's commit before giving up.
@@ -187,8 +189,12 @@ pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
         }
         None => temp.path().to_path_buf(),
     };
-    let mut cluster =
-        crate::cluster::LocalCluster::create(&dir, b.nodes, b.base_port, |_| {}).await?;
+    let mut cluster = crate::cluster::LocalCluster::create(&dir, b.nodes, b.base_port, |c| {
+        if !b.projection {
+            c.api.db = Some("off".into());
+        }
+    })
+    .await?;
     let doc = govchain_genesis::GenesisDoc::read(&dir.join("genesis.json"))?;
     let key = Keypair::read_file(&dir.join("node-1/node.key"))?;
     let source = doc
@@ -253,12 +259,13 @@ pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
     let status = Client::new(&cluster.urls[0])?.get_json("status").await?;
     cluster.stop();
     println!(
-        "bench chain: {} nodes, {} txs x {} records, {} clients on {} cores",
+        "bench chain: {} nodes, {} txs x {} records, {} clients on {} cores, projection {}",
         b.nodes,
         b.txs,
         b.records_per_tx,
         b.clients,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        if b.projection { "on (SQLite)" } else { "off" }
     );
     println!(
         "  committed: {:.0} tx/s, {:.0} records/s in {:.1}s ({} blocks)",

@@ -142,6 +142,9 @@ enum BenchCmd {
         /// Keep the cluster (data, node logs) in this new directory instead of a temporary one.
         #[arg(long)]
         keep: Option<PathBuf>,
+        /// Also run every node's SQL projection (SQLite) during the benchmark.
+        #[arg(long)]
+        projection: bool,
     },
     /// Signatures, hashing, Merkle roots and synced block commits.
     Ledger {
@@ -233,6 +236,7 @@ fn main() -> anyhow::Result<()> {
                     clients,
                     base_port,
                     keep,
+                    projection,
                 },
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -245,6 +249,7 @@ fn main() -> anyhow::Result<()> {
                 clients,
                 base_port,
                 keep,
+                projection,
             }))?;
         }
         Cmd::Sim {

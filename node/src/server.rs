@@ -103,19 +103,24 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             cfg.data_dir.join("projection.sqlite").display()
         )
     });
-    let projection = Projection::open(&db_url)
-        .await
-        .with_context(|| format!("opening the projection database {db_url}"))?;
-    let genesis_hash = store
-        .genesis_hash()?
-        .context("the store has no genesis after start")?;
-    projection.init(genesis_hash, &doc.sources).await?;
-    let projector = tokio::spawn(project(
-        projection,
-        store.clone(),
-        tip_rx.clone(),
-        stop_rx.clone(),
-    ));
+    let projector = if db_url == "off" {
+        tracing::info!(target: "node", "no SQL projection (api.db = \"off\")");
+        None
+    } else {
+        let projection = Projection::open(&db_url)
+            .await
+            .with_context(|| format!("opening the projection database {db_url}"))?;
+        let genesis_hash = store
+            .genesis_hash()?
+            .context("the store has no genesis after start")?;
+        projection.init(genesis_hash, &doc.sources).await?;
+        Some(tokio::spawn(project(
+            projection,
+            store.clone(),
+            tip_rx.clone(),
+            stop_rx.clone(),
+        )))
+    };
 
     let ctx = ApiContext {
         chain_id: state.chain_id.clone(),
@@ -144,7 +149,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     // The HTTP server stops taking requests; the driver stops after its current step.
     http.await??;
     chain.await??;
-    projector.await??;
+    if let Some(p) = projector {
+        p.await??;
+    }
     tracing::info!(target: "node", "stopped");
     Ok(())
 }
