@@ -521,63 +521,92 @@ async fn put_records(
         }
     }
     let current: Vec<&Version> = current.into_values().collect();
-    for chunk in current.chunks(ROWS_PER_STATEMENT / 9) {
+    let text = |s: &str| Cell::Text(s.to_string());
+    let rows = current.iter().map(|v| {
+        vec![
+            text(&source.id),
+            text(&v.key),
+            Cell::Int(v.version),
+            Cell::OptText(v.person.clone()),
+            text(&source.department),
+            text(tx_id),
+            Cell::Int(height.0 as i64),
+            text(&v.fields),
+            text(&v.raw),
+        ]
+    });
+    let cols = [
+        "source",
+        "record_key",
+        "version",
+        "person_id",
+        "department",
+        "tx_id",
+        "height",
+        "fields",
+        "raw",
+    ];
+    insert_rows(tx, "records", &cols, rows.collect()).await?;
+    let rows = versions.iter().map(|v| {
+        vec![
+            text(&source.id),
+            text(&v.key),
+            Cell::Int(v.version),
+            Cell::OptText(v.person.clone()),
+            text(tx_id),
+            Cell::Int(height.0 as i64),
+            text(&v.fields),
+            text(&v.raw),
+        ]
+    });
+    let cols = [
+        "source",
+        "record_key",
+        "version",
+        "person_id",
+        "tx_id",
+        "height",
+        "fields",
+        "raw",
+    ];
+    insert_rows(tx, "record_versions", &cols, rows.collect()).await?;
+    let rows = current.iter().flat_map(|v| {
+        v.grams
+            .iter()
+            .map(|(f, g)| vec![text(g), text(&source.id), text(&v.key), text(f)])
+    });
+    let cols = ["gram", "source", "record_key", "field"];
+    insert_rows(tx, "ngrams", &cols, rows.collect()).await
+}
+
+/// A bound value.
+enum Cell {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+}
+
+/// Multi-row INSERTs of `rows` into `table` (names are this module's constants; every value is
+/// bound), as few statements as the bound-value limit allows.
+async fn insert_rows(
+    tx: &mut SqlTx<'_>,
+    table: &str,
+    cols: &[&str],
+    rows: Vec<Vec<Cell>>,
+) -> Result<(), ProjectionError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT / cols.len()) {
         let sql = format!(
-            "INSERT INTO records (source, record_key, version, person_id, department, tx_id, \
-             height, fields, raw) VALUES {}",
-            placeholders(chunk.len(), 9)
+            "INSERT INTO {table} ({}) VALUES {}",
+            cols.join(", "),
+            placeholders(chunk.len(), cols.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for v in chunk {
-            q = q
-                .bind(source.id.clone())
-                .bind(v.key.clone())
-                .bind(v.version)
-                .bind(v.person.clone())
-                .bind(source.department.clone())
-                .bind(tx_id.to_string())
-                .bind(height.0 as i64)
-                .bind(v.fields.clone())
-                .bind(v.raw.clone());
-        }
-        q.execute(&mut **tx).await?;
-    }
-    for chunk in versions.chunks(ROWS_PER_STATEMENT / 8) {
-        let sql = format!(
-            "INSERT INTO record_versions (source, record_key, version, person_id, tx_id, height, \
-             fields, raw) VALUES {}",
-            placeholders(chunk.len(), 8)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for v in chunk {
-            q = q
-                .bind(source.id.clone())
-                .bind(v.key.clone())
-                .bind(v.version)
-                .bind(v.person.clone())
-                .bind(tx_id.to_string())
-                .bind(height.0 as i64)
-                .bind(v.fields.clone())
-                .bind(v.raw.clone());
-        }
-        q.execute(&mut **tx).await?;
-    }
-    let grams: Vec<(&str, &String, &String)> = current
-        .iter()
-        .flat_map(|v| v.grams.iter().map(move |(f, g)| (v.key.as_str(), f, g)))
-        .collect();
-    for chunk in grams.chunks(ROWS_PER_STATEMENT / 4) {
-        let sql = format!(
-            "INSERT INTO ngrams (gram, source, record_key, field) VALUES {}",
-            placeholders(chunk.len(), 4)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (key, field, gram) in chunk {
-            q = q
-                .bind((*gram).clone())
-                .bind(source.id.clone())
-                .bind(key.to_string())
-                .bind((*field).clone());
+        for cell in chunk.iter().flatten() {
+            q = match cell {
+                Cell::Text(s) => q.bind(s.clone()),
+                Cell::OptText(s) => q.bind(s.clone()),
+                Cell::Int(i) => q.bind(*i),
+            };
         }
         q.execute(&mut **tx).await?;
     }

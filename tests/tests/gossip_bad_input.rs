@@ -134,45 +134,29 @@ fn bad_gossip_is_dropped_and_penalised_without_stalling_the_chain() {
         },
         txs: vec![],
     };
-    let p = Proposal {
-        chain_id: chain.clone(),
-        height,
-        round: Round(0),
-        block_hash: fake_block.hash(),
-        pol_round: None,
-    }
-    .sign(&wrong);
-    send(
-        &mut h,
+    // Signed by `wrong` for `fake_block`, carrying `attached` as its block.
+    let proposal_of = |resend, attached: &govchain_ledger::Block| {
+        let proposal = Proposal {
+            chain_id: chain.clone(),
+            height,
+            round: Round(0),
+            block_hash: fake_block.hash(),
+            pol_round: None,
+        }
+        .sign(&wrong);
         envelope(
-            3,
+            resend,
             WireMsg::Proposal {
-                proposal: p,
-                block: fake_block.encode(),
+                proposal,
+                block: attached.encode(),
             },
-        ),
-    );
+        )
+    };
+    send(&mut h, proposal_of(3, &fake_block));
     // 5. A proposal whose attached block is not the proposed one (wrong height).
     let mut other = fake_block.clone();
     other.header.height = Height(height.0 + 5);
-    let p = Proposal {
-        chain_id: chain.clone(),
-        height,
-        round: Round(0),
-        block_hash: fake_block.hash(),
-        pol_round: None,
-    }
-    .sign(&wrong);
-    send(
-        &mut h,
-        envelope(
-            4,
-            WireMsg::Proposal {
-                proposal: p,
-                block: other.encode(),
-            },
-        ),
-    );
+    send(&mut h, proposal_of(4, &other));
     // 6. Garbage on the transaction topic.
     let send_tx = |h: &mut net::NetHandle, bytes: Vec<u8>| {
         c.rt.block_on(h.commands.send(NetCommand::Publish(Topic::Tx, bytes)))
