@@ -238,6 +238,11 @@ impl NodeProc {
         }
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts the process again after a kill or stop.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "node is running");
@@ -434,6 +439,17 @@ impl Cluster {
                             match c.submit(&tx, true).await {
                                 Ok(r) if r.status == "committed" => {
                                     acked.push(r.tx_id);
+                                    break;
+                                }
+                                // Admitted earlier (by a node that then died, and gossiped) or
+                                // already committed: wait for its block on this node.
+                                Err(e)
+                                    if e.to_string().contains("409")
+                                        && c.wait_committed(&tx.id(), Duration::from_secs(30))
+                                            .await
+                                            .is_ok() =>
+                                {
+                                    acked.push(tx.id());
                                     break;
                                 }
                                 _ => tokio::time::sleep(Duration::from_millis(100)).await,

@@ -81,6 +81,45 @@ fn killing_the_proposer_does_not_stop_the_others_and_a_killed_node_catches_up() 
 }
 
 #[test]
+fn a_node_killed_under_load_catches_up_and_loses_nothing_acknowledged() {
+    let mut c = Cluster::start(4, |_| {});
+    assert_eq!(c.submit(20, 4, &[0, 1, 2, 3], 6).len(), 20);
+    // node-3 is killed with -9 while 16 clients submit to all four nodes (a submission to the
+    // dead node is retried on another).
+    let pid = c.nodes[2].pid().expect("node-3 runs");
+    let acked = std::thread::scope(|s| {
+        s.spawn(move || {
+            std::thread::sleep(Duration::from_millis(700));
+            let killed = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .expect("kill");
+            assert!(killed.success());
+        });
+        c.submit(400, 16, &[0, 1, 2, 3], 7)
+    });
+    assert_eq!(
+        acked.len(),
+        400,
+        "every submission acknowledged by some node"
+    );
+    c.nodes[2].kill9(); // reaps the killed process
+    c.nodes[2].restart();
+    assert_eq!(c.submit(20, 4, &[0, 1, 2, 3], 8).len(), 20);
+    let top = c.height(0);
+    c.wait_until(Duration::from_secs(60), "node-3 caught up", |c| {
+        same_tip(c, &[0, 1, 2, 3], top)
+    });
+    // Everything acknowledged (by any node, before or after the kill) is on node-3.
+    let client = govchain_node::client::Client::new(&c.nodes[2].url).unwrap();
+    for id in &acked {
+        c.rt.block_on(client.get_json(&format!("txs/{id}")))
+            .unwrap_or_else(|e| panic!("acknowledged {id} missing on node-3: {e}"));
+    }
+    verify_all(&mut c, &[0, 1, 2, 3]);
+}
+
+#[test]
 fn two_of_four_down_stops_commits_until_one_returns() {
     let mut c = Cluster::start(4, |_| {});
     assert_eq!(c.submit(20, 4, &[0, 1, 2, 3], 5).len(), 20);
