@@ -522,54 +522,38 @@ async fn put_records(
     }
     let current: Vec<&Version> = current.into_values().collect();
     let text = |s: &str| Cell::Text(s.to_string());
-    let rows = current.iter().map(|v| {
-        vec![
+    // A version's row; the current-record table also names the owner department.
+    let row = |v: &Version, department: bool| {
+        let mut r = vec![
             text(&source.id),
             text(&v.key),
             Cell::Int(v.version),
             Cell::OptText(v.person.clone()),
-            text(&source.department),
             text(tx_id),
             Cell::Int(height.0 as i64),
             text(&v.fields),
             text(&v.raw),
-        ]
-    });
+        ];
+        if department {
+            r.push(text(&source.department));
+        }
+        r
+    };
     let cols = [
         "source",
         "record_key",
         "version",
         "person_id",
+        "tx_id",
+        "height",
+        "fields",
+        "raw",
         "department",
-        "tx_id",
-        "height",
-        "fields",
-        "raw",
     ];
-    insert_rows(tx, "records", &cols, rows.collect()).await?;
-    let rows = versions.iter().map(|v| {
-        vec![
-            text(&source.id),
-            text(&v.key),
-            Cell::Int(v.version),
-            Cell::OptText(v.person.clone()),
-            text(tx_id),
-            Cell::Int(height.0 as i64),
-            text(&v.fields),
-            text(&v.raw),
-        ]
-    });
-    let cols = [
-        "source",
-        "record_key",
-        "version",
-        "person_id",
-        "tx_id",
-        "height",
-        "fields",
-        "raw",
-    ];
-    insert_rows(tx, "record_versions", &cols, rows.collect()).await?;
+    let rows = current.iter().map(|v| row(v, true)).collect();
+    insert_rows(tx, "records", &cols, rows).await?;
+    let rows = versions.iter().map(|v| row(v, false)).collect();
+    insert_rows(tx, "record_versions", &cols[..8], rows).await?;
     let rows = current.iter().flat_map(|v| {
         v.grams
             .iter()

@@ -26,26 +26,14 @@ fn bad_gossip_is_dropped_and_penalised_without_stalling_the_chain() {
     let scratch = tempfile::tempdir().unwrap();
     let store = Store::open(scratch.path()).unwrap();
     let _guard = c.rt.enter();
-    let mut h = net::spawn(
-        NetConfig {
-            chain_id: chain.clone(),
-            seed: key4.secret_seed(),
-            listen: cfg4.p2p.listen.parse().unwrap(),
-            peers: cfg4.p2p.peers.iter().map(|p| p.parse().unwrap()).collect(),
-            allowed: c
-                .net
-                .genesis
-                .validators
-                .validators
-                .iter()
-                .map(|v| v.key)
-                .collect(),
-            // Raised so that this peer can send an oversize message at all.
-            max_message_bytes: 2 * net::MAX_GOSSIP_BYTES,
-        },
+    let mut h = rogue_peer(
+        &c,
+        4,
+        &cfg4.p2p.peers,
+        // Raised so that this peer can send an oversize message at all.
+        2 * net::MAX_GOSSIP_BYTES,
         store,
-    )
-    .unwrap();
+    );
     // Wait until two validators subscribed to our consensus topic.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut subscribed = 0;
@@ -228,32 +216,44 @@ fn bad_gossip_is_dropped_and_penalised_without_stalling_the_chain() {
     }
 }
 
+/// The network side of a node under node-`i`'s key and listen address, dialing `peers`
+/// (multiaddrs),
+/// serving block sync from `store`; spawned on the current runtime.
+fn rogue_peer(
+    c: &Cluster,
+    i: usize,
+    peers: &[String],
+    max_message_bytes: usize,
+    store: Store,
+) -> net::NetHandle {
+    net::spawn(
+        NetConfig {
+            chain_id: c.net.genesis.chain_id.clone(),
+            seed: c.net.node_key(i).secret_seed(),
+            listen: c.net.config(i).p2p.listen.parse().unwrap(),
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+            allowed: c
+                .net
+                .genesis
+                .validators
+                .validators
+                .iter()
+                .map(|v| v.key)
+                .collect(),
+            max_message_bytes,
+        },
+        store,
+    )
+    .unwrap()
+}
+
 /// Runs the network side of a node from `store` under node-1's key and address, as a peer that
 /// serves whatever its (tampered) store holds. Dropping the runtime closes its sockets.
 fn rogue_sync_server(c: &Cluster, store: Store) -> (tokio::runtime::Runtime, net::NetHandle) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let cfg1 = c.net.config(1);
     let h = {
         let _guard = rt.enter();
-        net::spawn(
-            NetConfig {
-                chain_id: c.net.genesis.chain_id.clone(),
-                seed: c.net.node_key(1).secret_seed(),
-                listen: cfg1.p2p.listen.parse().unwrap(),
-                peers: vec![],
-                allowed: c
-                    .net
-                    .genesis
-                    .validators
-                    .validators
-                    .iter()
-                    .map(|v| v.key)
-                    .collect(),
-                max_message_bytes: net::MAX_GOSSIP_BYTES,
-            },
-            store,
-        )
-        .unwrap()
+        rogue_peer(c, 1, &[], net::MAX_GOSSIP_BYTES, store)
     };
     (rt, h)
 }
