@@ -26,7 +26,7 @@ use crate::genesis::InitialState;
 use crate::keys;
 use crate::kinds::{TxKind, ValidatorChange};
 use crate::person::check_char;
-use crate::records::{Record, StoredRecord, MAX_RECORDS_PER_BATCH};
+use crate::records::{Record, StoredRecord, MAX_RECORDS_PER_BATCH, MAX_RECORD_KEY_BYTES};
 use crate::TxError;
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -564,6 +564,31 @@ fn an_invalid_record_refuses_the_whole_batch_and_names_its_index() {
         other => panic!("expected InvalidRecord, got {other:?}"),
     }
     assert!(!chain.state.contains_key(&keys::record(HJXX, &good)));
+}
+
+#[test]
+fn a_record_key_longer_than_the_cap_is_refused() {
+    // The record key is a SQL key column in the projection; a longer one could never project.
+    let mut chain = Chain::genesis();
+    let long = "婚".repeat(MAX_RECORD_KEY_BYTES / 3 + 1);
+    let ok = "婚".repeat(MAX_RECORD_KEY_BYTES / 3);
+    match chain.commit_one(
+        &node("mzj"),
+        submit(HYDJ, vec![hydj_record(&long, &person_id(21))]),
+    ) {
+        Err(TxError::InvalidRecord {
+            index: 0, reason, ..
+        }) => {
+            assert!(reason.contains("exceeds"), "{reason}")
+        }
+        other => panic!("expected InvalidRecord, got {other:?}"),
+    }
+    chain
+        .commit_one(
+            &node("mzj"),
+            submit(HYDJ, vec![hydj_record(&ok, &person_id(21))]),
+        )
+        .unwrap();
 }
 
 #[test]

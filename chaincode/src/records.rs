@@ -17,6 +17,9 @@ use crate::person::{is_valid_date, PersonId};
 pub const MAX_RECORDS_PER_BATCH: usize = 10_000;
 /// Longest field value in bytes.
 pub const MAX_VALUE_BYTES: usize = 4096;
+/// Longest record key in bytes (it is a SQL key column in the projection: VARCHAR(191) in
+/// MySQL's utf8mb4, so at most 191 characters; 128 bytes fits any encoding).
+pub const MAX_RECORD_KEY_BYTES: usize = 128;
 /// Longest raw payload of one record.
 pub const MAX_RAW_BYTES: usize = 64 * 1024;
 
@@ -179,6 +182,12 @@ impl Record {
             .get(&source.record_key_field)
             .cloned()
             .unwrap_or_default();
+        if key.len() > MAX_RECORD_KEY_BYTES {
+            return Err(format!(
+                "record key field {:?} exceeds {MAX_RECORD_KEY_BYTES} bytes",
+                source.record_key_field
+            ));
+        }
         // A national ID as record key is normalised (upper-case X), so one person's record
         // has one key however the department spelled it.
         let key = match source.field(&source.record_key_field).map(|f| &f.ty) {

@@ -114,12 +114,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             .genesis_hash()?
             .context("the store has no genesis after start")?;
         projection.init(genesis_hash, &doc.sources).await?;
-        Some(tokio::spawn(project(
-            projection,
-            store.clone(),
-            tip_rx.clone(),
-            stop_rx.clone(),
-        )))
+        let (store, tip, stop) = (store.clone(), tip_rx.clone(), stop_rx.clone());
+        Some(tokio::spawn(async move {
+            let r = project(projection, store, tip, stop).await;
+            if let Err(e) = &r {
+                // The chain goes on; queries see the last projected block until a restart.
+                tracing::error!(target: "node.projection", error = format!("{e:#}"), "projection stopped");
+            }
+            r
+        }))
     };
 
     let ctx = ApiContext {
