@@ -7,8 +7,10 @@
 //! `{"error": {"code", "message"}}` with a fitting status.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod error;
 pub mod projection;
+pub mod query;
 pub mod routes;
 
 use std::sync::atomic::AtomicUsize;
@@ -92,4 +94,8 @@ pub struct ApiContext {
     pub commit_wait: Duration,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// The SQL projection (None when the node keeps none).
+    pub projection: Option<projection::Projection>,
+    /// Signed requests already used.
+    pub replay: auth::ReplayGuard,
 }

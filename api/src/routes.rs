@@ -29,12 +29,14 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/txs", post(submit_tx))
         .route("/api/v1/txs/{id}", get(get_tx))
         .route("/api/v1/blocks/{height}", get(get_block))
+        .route("/api/v1/persons/{id}", get(crate::query::person_file))
+        .route("/api/v1/search", get(crate::query::search))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ctx)
 }
 
-fn now_ms() -> TimestampMs {
+pub(crate) fn now_ms() -> TimestampMs {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -37,6 +37,8 @@ pub enum Domain {
     Proposal,
     /// The id of an equivocation offence (offender, height, round, vote kind).
     Evidence,
+    /// A signed API request of a system account (method, path, time, body hash).
+    Request,
 }
 
 impl Domain {
@@ -56,10 +58,11 @@ impl Domain {
             Domain::Projection => "govchain/projection/v1",
             Domain::Proposal => "govchain/proposal/v1",
             Domain::Evidence => "govchain/evidence/v1",
+            Domain::Request => "govchain/request/v1",
         }
     }
 
-    const ALL: [Domain; 13] = [
+    const ALL: [Domain; 14] = [
         Domain::TxBody,
         Domain::TxId,
         Domain::Block,
@@ -73,10 +76,11 @@ impl Domain {
         Domain::Projection,
         Domain::Proposal,
         Domain::Evidence,
+        Domain::Request,
     ];
 
     fn key(self) -> &'static [u8; 32] {
-        static KEYS: OnceLock<[[u8; 32]; 13]> = OnceLock::new();
+        static KEYS: OnceLock<[[u8; 32]; 14]> = OnceLock::new();
         let keys = KEYS.get_or_init(|| Domain::ALL.map(|d| blake3::derive_key(d.context(), b"")));
         let i = Domain::ALL
             .iter()

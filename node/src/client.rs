@@ -111,6 +111,37 @@ impl Client {
         }
     }
 
+    /// GET under `/api/v1` with extra headers; returns the status and the JSON body.
+    pub async fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let mut req = self.http.get(format!("{}/api/v1/{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        Ok((status, serde_json::from_str(&r.text().await?)?))
+    }
+
+    /// GET under `/api/v1`, signed by `key` (a system account) now.
+    pub async fn get_signed(
+        &self,
+        path: &str,
+        key: &Keypair,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let headers = govchain_api::auth::sign_request(
+            key,
+            "GET",
+            &format!("/api/v1/{path}"),
+            now_ms().0,
+            b"",
+        );
+        self.get_with(path, &headers).await
+    }
+
     /// GET a JSON document under `/api/v1`.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let r = self

@@ -103,6 +103,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             cfg.data_dir.join("projection.sqlite").display()
         )
     });
+    let mut query_projection = None;
     let projector = if db_url == "off" {
         tracing::info!(target: "node", "no SQL projection (api.db = \"off\")");
         None
@@ -114,6 +115,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             .genesis_hash()?
             .context("the store has no genesis after start")?;
         projection.init(genesis_hash, &doc.sources).await?;
+        query_projection = Some(projection.clone());
         let (store, tip, stop) = (store.clone(), tip_rx.clone(), stop_rx.clone());
         Some(tokio::spawn(async move {
             let r = project(projection, store, tip, stop).await;
@@ -134,6 +136,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         mempool_len,
         commit_wait: Duration::from_millis(cfg.api.commit_wait_ms),
         max_body_bytes: cfg.api.max_body_bytes,
+        projection: query_projection,
+        replay: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await

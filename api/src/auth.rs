@@ -1,0 +1,172 @@
+//! Signed requests of system accounts (R-SEC-7; DESIGN §7). Until users and grants exist
+//! (the access-control issue), every endpoint that returns personal data requires a request
+//! signed by the genesis system administrator's key; none is open.
+//!
+//! A request carries three headers: `x-govchain-key` (hex public key), `x-govchain-time` (Unix
+//! ms) and `x-govchain-signature` (hex ed25519 signature over [`request_digest`]). The node
+//! refuses a missing or malformed header, a time more than [`MAX_SKEW_MS`] from its clock, a
+//! signature that does not verify, a signature it has already seen (replay), and a key that is
+//! not the system administrator's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, StatusCode};
+use govchain_chaincode::auth::{role_of, KeyRole};
+use govchain_ledger::hash::{hash_parts, Domain};
+use govchain_ledger::{crypto, Hash, Keypair, PublicKey, Signature, StateView};
+
+use crate::ApiError;
+
+/// Header with the signer's public key (hex).
+pub const KEY_HEADER: &str = "x-govchain-key";
+/// Header with the request time (Unix ms).
+pub const TIME_HEADER: &str = "x-govchain-time";
+/// Header with the signature (hex).
+pub const SIGNATURE_HEADER: &str = "x-govchain-signature";
+/// Largest accepted difference between a request's time and the node's clock.
+pub const MAX_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// What a system account signs: method, path with query, time and the body's hash.
+pub fn request_digest(method: &str, path_and_query: &str, time_ms: u64, body: &[u8]) -> Hash {
+    let body_hash = blake3::hash(body);
+    hash_parts(
+        Domain::Request,
+        &[
+            method.as_bytes(),
+            b"\n",
+            path_and_query.as_bytes(),
+            b"\n",
+            &time_ms.to_be_bytes(),
+            body_hash.as_bytes(),
+        ],
+    )
+}
+
+/// The three headers of a request signed by `key` at `time_ms`.
+pub fn sign_request(
+    key: &Keypair,
+    method: &str,
+    path_and_query: &str,
+    time_ms: u64,
+    body: &[u8],
+) -> [(&'static str, String); 3] {
+    let sig = key.sign(&request_digest(method, path_and_query, time_ms, body));
+    [
+        (KEY_HEADER, key.public().to_hex()),
+        (TIME_HEADER, time_ms.to_string()),
+        (SIGNATURE_HEADER, hex::encode(sig.0)),
+    ]
+}
+
+/// Signatures seen within the skew window (a replayed request is refused).
+#[derive(Debug, Clone, Default)]
+pub struct ReplayGuard {
+    seen: Arc<Mutex<HashMap<[u8; 64], u64>>>,
+}
+
+impl ReplayGuard {
+    /// Records `sig` at `time_ms`; false if it was seen before.
+    fn first_use(&self, sig: &Signature, now_ms: u64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 100_000 {
+            seen.retain(|_, t| now_ms.saturating_sub(*t) <= 2 * MAX_SKEW_MS);
+        }
+        seen.insert(sig.0, now_ms).is_none()
+    }
+}
+
+fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+    headers
+        .get(name)
+        .ok_or_else(|| {
+            unauthorized(
+                "unauthenticated",
+                format!("this endpoint needs a signed request (header {name} missing)"),
+            )
+        })?
+        .to_str()
+        .map_err(|_| unauthorized("bad_signature", format!("header {name} is not text")))
+}
+
+/// Checks a signed request and that its signer is the system administrator.
+pub fn require_system_admin(
+    state: &dyn StateView,
+    replay: &ReplayGuard,
+    headers: &HeaderMap,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    now_ms: u64,
+) -> Result<PublicKey, ApiError> {
+    let key = PublicKey::from_hex(header(headers, KEY_HEADER)?)
+        .map_err(|_| unauthorized("bad_signature", "x-govchain-key is not a hex public key"))?;
+    let time: u64 = header(headers, TIME_HEADER)?
+        .parse()
+        .map_err(|_| unauthorized("bad_signature", "x-govchain-time is not Unix milliseconds"))?;
+    let sig_bytes = hex::decode(header(headers, SIGNATURE_HEADER)?)
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .ok_or_else(|| unauthorized("bad_signature", "x-govchain-signature is not 64 hex bytes"))?;
+    let sig = Signature(sig_bytes);
+    if time.abs_diff(now_ms) > MAX_SKEW_MS {
+        return Err(unauthorized(
+            "stale_request",
+            format!(
+                "request time is more than {} s from the node's clock",
+                MAX_SKEW_MS / 1000
+            ),
+        ));
+    }
+    crypto::verify(
+        &key,
+        &request_digest(method, path_and_query, time, body),
+        &sig,
+    )
+    .map_err(|_| unauthorized("bad_signature", "the request signature does not verify"))?;
+    if !replay.first_use(&sig, now_ms) {
+        return Err(unauthorized(
+            "replayed_request",
+            "this signed request was already used",
+        ));
+    }
+    match role_of(state, &key).map_err(ApiError::internal)? {
+        Some(KeyRole::SystemAdmin) => Ok(key),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the system administrator may read personal data until grants exist",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_binds_method_path_time_and_body() {
+        let d = request_digest("GET", "/api/v1/persons/1", 5, b"");
+        for other in [
+            request_digest("POST", "/api/v1/persons/1", 5, b""),
+            request_digest("GET", "/api/v1/persons/2", 5, b""),
+            request_digest("GET", "/api/v1/persons/1", 6, b""),
+            request_digest("GET", "/api/v1/persons/1", 5, b"x"),
+        ] {
+            assert_ne!(d, other);
+        }
+    }
+
+    #[test]
+    fn a_signature_is_accepted_once() {
+        let g = ReplayGuard::default();
+        let s = Signature([7; 64]);
+        assert!(g.first_use(&s, 1));
+        assert!(!g.first_use(&s, 2));
+        assert!(g.first_use(&Signature([8; 64]), 2));
+    }
+}

@@ -1,0 +1,191 @@
+//! Personal-data queries on the SQL projection (R-ARC-1, R-QRY-1, R-QRY-6): the person file
+//! (every source's latest record of one national ID, with provenance) and fuzzy search over the
+//! bigram index (names, IDs, addresses, phones; Chinese included). Every request must be signed
+//! by the system administrator (see [`crate::auth`]).
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::Json;
+use govchain_chaincode::person::PersonId;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::auth::require_system_admin;
+use crate::projection::{ngrams, Projection};
+use crate::{ApiContext, ApiError};
+
+/// Shortest and longest fuzzy query, in characters.
+pub const QUERY_CHARS: std::ops::RangeInclusive<usize> = 2..=32;
+/// Most results of one search.
+pub const MAX_LIMIT: usize = 100;
+/// Most index candidates examined for one search.
+const MAX_CANDIDATES: i64 = 2000;
+
+fn authorize(ctx: &ApiContext, headers: &HeaderMap, uri: &Uri) -> Result<Projection, ApiError> {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    require_system_admin(
+        &ctx.store,
+        &ctx.replay,
+        headers,
+        "GET",
+        path,
+        b"",
+        crate::routes::now_ms().0,
+    )?;
+    ctx.projection.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_projection",
+            "this node keeps no SQL projection (api.db = \"off\")",
+        )
+    })
+}
+
+fn db_error(e: sqlx::Error) -> ApiError {
+    ApiError::internal(format!("projection query: {e}"))
+}
+
+fn record_json(r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
+    let get_s = |i: usize| r.try_get::<String, _>(i).map_err(db_error);
+    let get_i = |i: usize| r.try_get::<i64, _>(i).map_err(db_error);
+    let fields: Value = serde_json::from_str(&get_s(5)?).map_err(ApiError::internal)?;
+    Ok(json!({
+        "source": get_s(0)?,
+        "record_key": get_s(1)?,
+        "version": get_i(2)?,
+        "department": get_s(3)?,
+        "tx_id": get_s(4)?,
+        "fields": fields,
+        "height": get_i(6)?,
+        "person_id": r.try_get::<Option<String>, _>(7).map_err(db_error)?,
+    }))
+}
+
+const RECORD_COLUMNS: &str =
+    "source, record_key, version, department, tx_id, fields, height, person_id";
+
+/// `GET /api/v1/persons/{id}`: the person file.
+pub async fn person_file(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let projection = authorize(&ctx, &headers, &uri)?;
+    let id = PersonId::parse(&id)
+        .map_err(|e| ApiError::bad_request("bad_person_id", format!("national id: {e}")))?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {RECORD_COLUMNS} FROM records WHERE person_id = ? ORDER BY source, record_key"
+    )))
+    .bind(id.as_str().to_string())
+    .fetch_all(projection.pool())
+    .await
+    .map_err(db_error)?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no records of person {}",
+            id.as_str()
+        )));
+    }
+    let records = rows
+        .iter()
+        .map(record_json)
+        .collect::<Result<Vec<_>, _>>()?;
+    let at = projection.cursor().await.map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "person_id": id.as_str(),
+        "records": records,
+        "projected_height": at.map(|(h, _)| h.0),
+    })))
+}
+
+/// Query of `GET /api/v1/search`.
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    /// The fragment to find (2–32 characters).
+    pub q: String,
+    /// Most results (1–100, default 20).
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/search?q=…`: records with a name, ID, address or phone field containing `q`.
+pub async fn search(
+    State(ctx): State<ApiContext>,
+    Query(query): Query<SearchQuery>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let projection = authorize(&ctx, &headers, &uri)?;
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("limit must be 1-{MAX_LIMIT}"),
+        ));
+    }
+    let needle: String = query
+        .q
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect();
+    if !QUERY_CHARS.contains(&needle.chars().count()) {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!(
+                "q must have {}-{} characters (spaces ignored)",
+                QUERY_CHARS.start(),
+                QUERY_CHARS.end()
+            ),
+        ));
+    }
+    let grams: Vec<String> = ngrams(&needle).into_iter().collect();
+    // Records holding every gram of the query in one field; then the exact substring check.
+    let sql = format!(
+        "SELECT source, record_key, field FROM ngrams WHERE gram IN ({}) \
+         GROUP BY source, record_key, field HAVING COUNT(*) = ? LIMIT ?",
+        vec!["?"; grams.len()].join(", ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for g in &grams {
+        q = q.bind(g.clone());
+    }
+    let candidates = q
+        .bind(grams.len() as i64)
+        .bind(MAX_CANDIDATES)
+        .fetch_all(projection.pool())
+        .await
+        .map_err(db_error)?;
+    let mut hits = Vec::new();
+    for c in &candidates {
+        if hits.len() >= limit {
+            break;
+        }
+        let (source, key, field): (String, String, String) = (
+            c.try_get(0).map_err(db_error)?,
+            c.try_get(1).map_err(db_error)?,
+            c.try_get(2).map_err(db_error)?,
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE source = ? AND record_key = ?"
+        )))
+        .bind(source)
+        .bind(key)
+        .fetch_optional(projection.pool())
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else { continue };
+        let record = record_json(&row)?;
+        let value = record["fields"][&field].as_str().unwrap_or_default();
+        let normalized: String = value
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .flat_map(char::to_lowercase)
+            .collect();
+        if normalized.contains(&needle) {
+            hits.push(json!({"field": field, "value": value, "record": record}));
+        }
+    }
+    Ok(Json(json!({"q": query.q, "results": hits})))
+}

@@ -1,0 +1,158 @@
+//! Personal-data queries over HTTP (R-ARC-1, R-QRY-1, R-QRY-6, R-SEC-7): the person file and
+//! fuzzy (Chinese) search answer only requests signed by the system administrator; every other
+//! caller gets a clear 401/403 and no data. Bad input gets a 4xx and changes nothing.
+
+use std::time::{Duration, Instant};
+
+use govchain_api::auth::{sign_request, SIGNATURE_HEADER, TIME_HEADER};
+use govchain_node::client::{records_tx, Client};
+use govchain_node::synth::Generator;
+use govchain_tests::{Net, NodeProc};
+use serde_json::Value;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[test]
+fn person_file_and_fuzzy_search_need_the_system_administrators_signature() {
+    let net = Net::generate(1);
+    let mut node = NodeProc::start(&net, 1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = Client::new(&node.url).unwrap();
+    let source = net
+        .genesis
+        .sources
+        .iter()
+        .find(|s| s.id == "gaj.hjxx")
+        .unwrap()
+        .clone();
+    let mut gen = Generator::new(5);
+    let records: Vec<_> = (0..20).map(|i| gen.record_for(&source, i)).collect();
+    let target = records[7].clone();
+    let id = target.fields["sfzh"].clone();
+    let name = target.fields["xm"].clone();
+    let tx = records_tx(&net.node_key(1), &net.genesis.chain_id, &source, records);
+    let r = rt.block_on(client.submit(&tx, true)).unwrap();
+    assert_eq!(r.status, "committed");
+    let admin = net.key("sysadmin");
+    let get = |path: &str| rt.block_on(client.get_signed(path, &admin)).unwrap();
+
+    // The projection follows the commit; the person file then has the record with provenance.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let file = loop {
+        let (status, body) = get(&format!("persons/{id}"));
+        if status == 200 {
+            break body;
+        }
+        assert_eq!(status, 404, "{body}");
+        assert!(Instant::now() < deadline, "person never projected");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let recs = file["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{file}");
+    assert_eq!(recs[0]["source"], "gaj.hjxx");
+    assert_eq!(recs[0]["department"], "gaj");
+    assert_eq!(recs[0]["tx_id"], tx.id().to_hex());
+    assert_eq!(recs[0]["height"], r.height.unwrap());
+    assert_eq!(recs[0]["fields"]["xm"], name.as_str());
+
+    // Fuzzy: the last two characters of the name find the person.
+    let tail: String = name
+        .chars()
+        .rev()
+        .take(2)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let (status, found) = get(&format!("search?q={}", urlencode(&tail)));
+    assert_eq!(status, 200, "{found}");
+    let hits = found["results"].as_array().unwrap();
+    assert!(
+        hits.iter().any(|h| h["record"]["person_id"] == id.as_str()),
+        "{tail} did not find {name}: {found}"
+    );
+    assert!(hits
+        .iter()
+        .all(|h| h["value"].as_str().unwrap().contains(&tail)));
+    // An ID fragment finds it too.
+    let (status, found) = get(&format!("search?q={}", &id[6..14]));
+    assert_eq!(status, 200);
+    assert!(found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["record"]["person_id"] == id.as_str()));
+
+    // Denials: no signature, a department's key, a bad signature, a replay, a stale time.
+    let path = format!("persons/{id}");
+    let full = format!("/api/v1/{path}");
+    let (status, body) = rt.block_on(client.get_with(&path, &[])).unwrap();
+    assert_eq!((status, code(&body)), (401, "unauthenticated"), "{body}");
+    let (status, body) = rt
+        .block_on(client.get_signed(&path, &net.node_key(1)))
+        .unwrap();
+    assert_eq!((status, code(&body)), (403, "forbidden"), "{body}");
+    assert!(body.get("records").is_none());
+    let mut headers = sign_request(&admin, "GET", &full, now_ms(), b"");
+    let good = headers.clone();
+    let sig = &mut headers
+        .iter_mut()
+        .find(|h| h.0 == SIGNATURE_HEADER)
+        .unwrap()
+        .1;
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    sig.replace_range(0..1, flipped);
+    let (status, body) = rt.block_on(client.get_with(&path, &headers)).unwrap();
+    assert_eq!((status, code(&body)), (401, "bad_signature"), "{body}");
+    let (status, _) = rt.block_on(client.get_with(&path, &good)).unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = rt.block_on(client.get_with(&path, &good)).unwrap();
+    assert_eq!((status, code(&body)), (401, "replayed_request"), "{body}");
+    let stale = sign_request(&admin, "GET", &full, now_ms() - 10 * 60 * 1000, b"");
+    let (status, body) = rt.block_on(client.get_with(&path, &stale)).unwrap();
+    assert_eq!((status, code(&body)), (401, "stale_request"), "{body}");
+    // A signature for another path does not open this one.
+    let other = sign_request(&admin, "GET", "/api/v1/persons/x", now_ms(), b"");
+    let (status, body) = rt.block_on(client.get_with(&path, &other)).unwrap();
+    assert_eq!((status, code(&body)), (401, "bad_signature"), "{body}");
+    let mut bad_time = sign_request(&admin, "GET", &full, now_ms(), b"");
+    bad_time.iter_mut().find(|h| h.0 == TIME_HEADER).unwrap().1 = "soon".into();
+    let (status, body) = rt.block_on(client.get_with(&path, &bad_time)).unwrap();
+    assert_eq!((status, code(&body)), (401, "bad_signature"), "{body}");
+
+    // Bad input: a wrong check digit, a too short or too long query, a limit out of range, SQL
+    // metacharacters (bound, never spliced: the tables are intact afterwards).
+    let mut bad_id = id.clone();
+    bad_id.pop();
+    bad_id.push(if id.ends_with('0') { '1' } else { '0' });
+    let (status, body) = get(&format!("persons/{bad_id}"));
+    assert_eq!((status, code(&body)), (400, "bad_person_id"), "{body}");
+    for (q, expect) in [
+        ("search?q=%E5%BC%A0", "bad_query"),
+        (&format!("search?q={}", "a".repeat(33)), "bad_query"),
+        ("search?q=ab&limit=0", "bad_limit"),
+        ("search?q=ab&limit=101", "bad_limit"),
+    ] {
+        let (status, body) = get(q);
+        assert_eq!((status, code(&body)), (400, expect), "{q}: {body}");
+    }
+    let (status, body) = get("search?q=%27%3B%20DROP%20TABLE%20records%3B%20--");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), 0);
+    let (status, _) = get(&format!("persons/{id}"));
+    assert_eq!(status, 200, "records survived");
+    assert!(node.terminate(Duration::from_secs(30)));
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
