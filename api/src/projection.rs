@@ -20,6 +20,10 @@ use govchain_ledger::{Block, Hash, Height, SignedTx, Store};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+/// Longest field value (in characters) kept in `record_fields` for combined queries (an index
+/// column: MySQL's utf8mb4 index limit); longer free text is found by fuzzy search.
+pub const MAX_INDEXED_VALUE_CHARS: usize = 191;
+
 /// Longest field value (in characters) that gets n-grams for fuzzy search.
 pub const MAX_NGRAM_VALUE_CHARS: usize = 64;
 
@@ -116,6 +120,16 @@ const TABLES: &[Table] = &[
             ("raw", 't'),
         ],
         "source, record_key, version",
+    ),
+    (
+        "record_fields",
+        &[
+            ("source", 't'),
+            ("record_key", 't'),
+            ("field", 't'),
+            ("value", 't'),
+        ],
+        "source, record_key, field",
     ),
     (
         "ngrams",
@@ -216,6 +230,15 @@ impl Projection {
                  field VARCHAR(64) NOT NULL, PRIMARY KEY (gram, source, record_key, field)){suffix}"
             ),
             "CREATE INDEX IF NOT EXISTS ngrams_record ON ngrams (source, record_key)".to_string(),
+            format!(
+                "CREATE TABLE IF NOT EXISTS record_fields (source VARCHAR(64) NOT NULL, \
+                 record_key VARCHAR(191) NOT NULL, field VARCHAR(64) NOT NULL, \
+                 value VARCHAR({MAX_INDEXED_VALUE_CHARS}) NOT NULL, \
+                 PRIMARY KEY (source, record_key, field)){suffix}"
+            ),
+            "CREATE INDEX IF NOT EXISTS record_fields_value ON record_fields \
+             (source, field, value)"
+                .to_string(),
         ];
         for stmt in ddl {
             sqlx::query(sqlx::AssertSqlSafe(stmt))
@@ -425,6 +448,8 @@ struct Version {
     fields: String,
     raw: String,
     grams: BTreeSet<(String, String)>,
+    /// (field, value) of every non-empty value short enough to index.
+    values: Vec<(String, String)>,
 }
 
 /// `(?, ?, …)` groups for a multi-row statement: built from fixed fragments only.
@@ -496,6 +521,12 @@ async fn put_records(
             fields,
             raw,
             grams: record_ngrams(source, r),
+            values: r
+                .fields
+                .iter()
+                .filter(|(_, x)| !x.is_empty() && x.chars().count() <= MAX_INDEXED_VALUE_CHARS)
+                .map(|(f, x)| (f.clone(), x.clone()))
+                .collect(),
         });
     }
     if versions.is_empty() {
@@ -508,7 +539,7 @@ async fn put_records(
     }
     let changed: Vec<&str> = current.keys().copied().collect();
     for chunk in changed.chunks(ROWS_PER_STATEMENT) {
-        for table in ["records", "ngrams"] {
+        for table in ["records", "ngrams", "record_fields"] {
             let sql = format!(
                 "DELETE FROM {table} WHERE source = ? AND record_key IN ({})",
                 vec!["?"; chunk.len()].join(", ")
@@ -554,6 +585,13 @@ async fn put_records(
     insert_rows(tx, "records", &cols, rows).await?;
     let rows = versions.iter().map(|v| row(v, false)).collect();
     insert_rows(tx, "record_versions", &cols[..8], rows).await?;
+    let rows = current.iter().flat_map(|v| {
+        v.values
+            .iter()
+            .map(|(f, x)| vec![text(&source.id), text(&v.key), text(f), text(x)])
+    });
+    let cols = ["source", "record_key", "field", "value"];
+    insert_rows(tx, "record_fields", &cols, rows.collect()).await?;
     let rows = current.iter().flat_map(|v| {
         v.grams
             .iter()

@@ -189,3 +189,125 @@ pub async fn search(
     }
     Ok(Json(json!({"q": query.q, "results": hits})))
 }
+
+/// Most conditions of one combined query.
+pub const MAX_CONDITIONS: usize = 16;
+/// Most results per page, and the highest page.
+pub const MAX_PAGE_SIZE: usize = 100;
+/// Highest page number.
+pub const MAX_PAGE: usize = 10_000;
+
+fn bad_query(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(code, message)
+}
+
+/// `GET /api/v1/records?source=S&eq=FIELD:VALUE&from=FIELD:VALUE&to=FIELD:VALUE&page=&page_size=`:
+/// the records of one source matching every condition (equality; inclusive ranges on dates and
+/// text), by record key, one page at a time.
+pub async fn records(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let projection = authorize(&ctx, &headers, &uri)?;
+    let (mut source, mut conds) = (None, Vec::new());
+    let (mut page, mut page_size) = (1usize, 20usize);
+    let number = |k: &str, v: &str, max: usize| {
+        v.parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| bad_query("bad_page", format!("{k} must be 1-{max}")))
+    };
+    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
+        match &*k {
+            "source" => source = Some(v.into_owned()),
+            "page" => page = number("page", &v, MAX_PAGE)?,
+            "page_size" => page_size = number("page_size", &v, MAX_PAGE_SIZE)?,
+            "eq" | "from" | "to" => {
+                let (field, value) = v.split_once(':').ok_or_else(|| {
+                    bad_query("bad_query", format!("{k}={v:?}: expected FIELD:VALUE"))
+                })?;
+                let op = match &*k {
+                    "eq" => "=",
+                    "from" => ">=",
+                    _ => "<=",
+                };
+                conds.push((op, field.to_string(), value.to_string()));
+            }
+            other => {
+                return Err(bad_query(
+                    "bad_query",
+                    format!("unknown parameter {other:?} (source, eq, from, to, page, page_size)"),
+                ))
+            }
+        }
+    }
+    if conds.len() > MAX_CONDITIONS {
+        return Err(bad_query(
+            "bad_query",
+            format!("at most {MAX_CONDITIONS} conditions"),
+        ));
+    }
+    let source = source.ok_or_else(|| bad_query("bad_query", "source is required"))?;
+    let def = sqlx::query("SELECT definition FROM sources WHERE id = ?")
+        .bind(source.clone())
+        .fetch_optional(projection.pool())
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| bad_query("unknown_source", format!("no data source {source:?}")))?;
+    let def: govchain_chaincode::catalog::DataSource =
+        serde_json::from_str(&def.try_get::<String, _>(0).map_err(db_error)?)
+            .map_err(ApiError::internal)?;
+    for (op, field, value) in &conds {
+        let f = def.field(field).ok_or_else(|| {
+            bad_query(
+                "unknown_field",
+                format!("source {source} has no field {field:?}"),
+            )
+        })?;
+        use govchain_chaincode::catalog::FieldType as T;
+        let ordered = matches!(
+            f.ty,
+            T::Date | T::DateTime | T::Text | T::PersonId | T::Phone
+        );
+        if *op != "=" && !ordered {
+            return Err(bad_query(
+                "unsupported_range",
+                format!("field {field} is not ordered as text; ranges work on dates and text"),
+            ));
+        }
+        if matches!(f.ty, T::Date) {
+            govchain_chaincode::records::parse_date(value)
+                .map_err(|e| bad_query("bad_value", format!("{field}: {value:?} {e}")))?;
+        }
+    }
+    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records r WHERE r.source = ?");
+    for (op, ..) in &conds {
+        // `op` is one of three fixed operators; field and value are bound.
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM record_fields f WHERE f.source = r.source \
+             AND f.record_key = r.record_key AND f.field = ? AND f.value {op} ?)"
+        ));
+    }
+    sql.push_str(" ORDER BY r.record_key LIMIT ? OFFSET ?");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(source.clone());
+    for (_, field, value) in &conds {
+        q = q.bind(field.clone()).bind(value.clone());
+    }
+    let rows = q
+        .bind(page_size as i64)
+        .bind(((page - 1) * page_size) as i64)
+        .fetch_all(projection.pool())
+        .await
+        .map_err(db_error)?;
+    let results = rows
+        .iter()
+        .map(record_json)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({
+        "source": source,
+        "page": page,
+        "page_size": page_size,
+        "results": results,
+    })))
+}

@@ -1,10 +1,12 @@
-//! Personal-data queries over HTTP (R-ARC-1, R-QRY-1, R-QRY-6, R-SEC-7): the person file and
-//! fuzzy (Chinese) search answer only requests signed by the system administrator; every other
-//! caller gets a clear 401/403 and no data. Bad input gets a 4xx and changes nothing.
+//! Personal-data queries over HTTP (R-ARC-1, R-QRY-1, R-QRY-6, R-SEC-7), on SQLite and on
+//! MySQL/MariaDB: the person file, fuzzy (Chinese) search and combined queries answer only
+//! requests signed by the system administrator; every other caller gets a clear 401/403 and no
+//! data. Bad input gets a 4xx and changes nothing.
 
 use std::time::{Duration, Instant};
 
 use govchain_api::auth::{sign_request, SIGNATURE_HEADER, TIME_HEADER};
+use govchain_api::projection::Projection;
 use govchain_node::client::{records_tx, Client};
 use govchain_node::synth::Generator;
 use govchain_tests::{Net, NodeProc};
@@ -22,8 +24,40 @@ fn code(v: &Value) -> &str {
 }
 
 #[test]
-fn person_file_and_fuzzy_search_need_the_system_administrators_signature() {
+fn sqlite_person_file_search_and_combined_queries_need_the_system_administrators_signature() {
+    run(None);
+}
+
+#[test]
+fn mysql_person_file_search_and_combined_queries_need_the_system_administrators_signature() {
+    let base = std::env::var("GOVCHAIN_MYSQL_URL").expect(
+        "GOVCHAIN_MYSQL_URL is not set: this test needs MySQL/MariaDB \
+         (scripts/test and .ci/run set it to mysql://root@127.0.0.1:3306/test)",
+    );
+    let (prefix, _) = base.rsplit_once('/').expect("URL ends in /DATABASE");
+    let name = format!("govchain_q{}", std::process::id());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let admin = rt
+        .block_on(Projection::open(&base))
+        .expect("MySQL reachable");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"),
+    ] {
+        rt.block_on(sqlx::query(sqlx::AssertSqlSafe(sql)).execute(admin.pool()))
+            .unwrap();
+    }
+    run(Some(format!("{prefix}/{name}")));
+    rt.block_on(
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}"))).execute(admin.pool()),
+    )
+    .unwrap();
+}
+
+/// The whole scenario against a node projecting into `db` (default: SQLite).
+fn run(db: Option<String>) {
     let net = Net::generate(1);
+    net.tune(1, |c| c.api.db = db.clone());
     let mut node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = Client::new(&node.url).unwrap();
@@ -150,6 +184,62 @@ fn person_file_and_fuzzy_search_need_the_system_administrators_signature() {
     assert_eq!(body["results"].as_array().unwrap().len(), 0);
     let (status, _) = get(&format!("persons/{id}"));
     assert_eq!(status, 200, "records survived");
+
+    // Combined queries: equality on several fields, a date range, paging.
+    let xb = target.fields["xb"].clone();
+    let csrq = target.fields["csrq"].clone();
+    let (status, body) = get(&format!(
+        "records?source=gaj.hjxx&eq=xb:{}&eq=sfzh:{id}",
+        urlencode(&xb)
+    ));
+    assert_eq!(status, 200, "{body}");
+    let res = body["results"].as_array().unwrap();
+    assert_eq!(res.len(), 1, "{body}");
+    assert_eq!(res[0]["person_id"], id.as_str());
+    let (status, body) = get(&format!(
+        "records?source=gaj.hjxx&from=csrq:{csrq}&to=csrq:{csrq}&page_size=100"
+    ));
+    assert_eq!(status, 200, "{body}");
+    let res = body["results"].as_array().unwrap();
+    assert!(res.iter().any(|r| r["person_id"] == id.as_str()), "{body}");
+    assert!(res.iter().all(|r| r["fields"]["csrq"] == csrq.as_str()));
+    let page = |n: usize| {
+        let (status, body) = get(&format!(
+            "records?source=gaj.hjxx&eq=xb:{}&page_size=3&page={n}",
+            urlencode(&xb)
+        ));
+        assert_eq!(status, 200, "{body}");
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert_eq!(r["fields"]["xb"], xb.as_str());
+                r["record_key"].as_str().unwrap().to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (p1, p2) = (page(1), page(2));
+    assert_eq!(p1.len(), 3);
+    assert!(p1.iter().all(|k| !p2.contains(k)), "pages overlap");
+    for (q, expect) in [
+        ("records?source=gaj.hjxx&eq=nosuch:1", "unknown_field"),
+        ("records?source=no.such&eq=xb:1", "unknown_source"),
+        ("records?source=gaj.hjxx&page_size=0", "bad_page"),
+        ("records?source=gaj.hjxx&page_size=101", "bad_page"),
+        ("records?source=gaj.hjxx&page=0", "bad_page"),
+        ("records?source=gaj.hjxx&from=csrq:2020-13-01", "bad_value"),
+        ("records?source=gaj.hjxx&from=xb:a", "unsupported_range"),
+        ("records?source=gaj.hjxx&eq=xb", "bad_query"),
+        ("records?source=gaj.hjxx&sort=xb", "bad_query"),
+        ("records?eq=xb:a", "bad_query"),
+    ] {
+        let (status, body) = get(q);
+        assert_eq!((status, code(&body)), (400, expect), "{q}: {body}");
+    }
+    let (status, body) = get("records?source=gaj.hjxx&eq=xm:%27%20OR%201%3D1%20--");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), 0, "{body}");
     assert!(node.terminate(Duration::from_secs(30)));
 }
 
