@@ -32,6 +32,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/persons/{id}", get(crate::query::person_file))
         .route("/api/v1/search", get(crate::query::search))
         .route("/api/v1/records", get(crate::query::records))
+        .route("/api/v1/records/export", get(crate::query::export))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ctx)

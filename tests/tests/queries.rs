@@ -237,6 +237,80 @@ fn run(db: Option<String>) {
         let (status, body) = get(q);
         assert_eq!((status, code(&body)), (400, expect), "{q}: {body}");
     }
+    // Exports: CSV (labels, Chinese intact, parsed back) and JSON, each with its digest.
+    let export = |q: &str| {
+        let path = format!("/api/v1/records/export?{q}");
+        let headers = sign_request(&admin, "GET", &path, now_ms(), b"");
+        let mut req = reqwest::Client::new().get(format!("{}{path}", node.url));
+        for (k, v) in &headers {
+            req = req.header(*k, v);
+        }
+        rt.block_on(async {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let digest = r
+                .headers()
+                .get("x-govchain-digest")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, digest, r.bytes().await.unwrap().to_vec())
+        })
+    };
+    let (status, digest, csv_bytes) = export(&format!(
+        "source=gaj.hjxx&eq=sfzh:{id}&columns=sfzh,xm,csrq&format=csv"
+    ));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&csv_bytes));
+    assert_eq!(
+        digest.unwrap(),
+        blake3::hash(&csv_bytes).to_hex().to_string()
+    );
+    let text = std::str::from_utf8(&csv_bytes).unwrap();
+    let text = text
+        .strip_prefix('\u{feff}')
+        .expect("UTF-8 BOM for spreadsheets");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        header[1].ends_with("(xm)") && header[1].chars().any(|c| c > '\u{4e00}'),
+        "{header:?}"
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(&rows[0][0], id.as_str());
+    assert_eq!(&rows[0][1], name.as_str(), "Chinese name intact");
+    assert_eq!(&rows[0][2], csrq.as_str());
+    let (status, digest, json_bytes) = export(&format!("source=gaj.hjxx&eq=sfzh:{id}&format=json"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        digest.unwrap(),
+        blake3::hash(&json_bytes).to_hex().to_string()
+    );
+    let doc: Value = serde_json::from_slice(&json_bytes).unwrap();
+    assert_eq!(doc["rows"][0]["fields"]["xm"], name.as_str());
+    for (q, expect) in [
+        ("source=gaj.hjxx&format=xls", "bad_format"),
+        ("source=gaj.hjxx&columns=xm,nosuch", "unknown_field"),
+        ("source=gaj.hjxx&page_size=10001", "bad_page"),
+    ] {
+        let (status, _, body) = export(q);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status, code(&body)), (400, expect), "{q}: {body}");
+    }
+    let (status, _, _) = rt.block_on(async {
+        let r = reqwest::get(format!(
+            "{}/api/v1/records/export?source=gaj.hjxx",
+            node.url
+        ))
+        .await
+        .unwrap();
+        (r.status().as_u16(), (), ())
+    });
+    assert_eq!(status, 401, "an unsigned export is refused");
+
     let (status, body) = get("records?source=gaj.hjxx&eq=xm:%27%20OR%201%3D1%20--");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"].as_array().unwrap().len(), 0, "{body}");
