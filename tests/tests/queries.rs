@@ -291,6 +291,26 @@ fn run(db: Option<String>) {
     );
     let doc: Value = serde_json::from_slice(&json_bytes).unwrap();
     assert_eq!(doc["rows"][0]["fields"]["xm"], name.as_str());
+    let (status, digest, book) = export(&format!(
+        "source=gaj.hjxx&eq=sfzh:{id}&columns=sfzh,xm&format=xlsx"
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(digest.unwrap(), blake3::hash(&book).to_hex().to_string());
+    use calamine::Reader;
+    let mut wb: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(book)).expect("a valid XLSX");
+    let range = wb
+        .worksheet_range("gaj_hjxx")
+        .expect("sheet named after the source");
+    let cell = |r: u32, c: u32| range.get_value((r, c)).map(|v| v.to_string());
+    assert!(cell(0, 1).unwrap().ends_with("(xm)"));
+    assert_eq!(cell(1, 0).as_deref(), Some(id.as_str()));
+    assert_eq!(
+        cell(1, 1).as_deref(),
+        Some(name.as_str()),
+        "Chinese name intact"
+    );
+    assert_eq!(range.height(), 2);
     for (q, expect) in [
         ("source=gaj.hjxx&format=xls", "bad_format"),
         ("source=gaj.hjxx&columns=xm,nosuch", "unknown_field"),
