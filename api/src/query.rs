@@ -66,6 +66,7 @@ const RECORD_COLUMNS: &str =
     "source, record_key, version, department, tx_id, fields, height, person_id";
 
 /// `GET /api/v1/persons/{id}`: the person file.
+#[utoipa::path(get, path = "/api/v1/persons/{id}", params(("id" = String, Path, description = "18-digit national ID")), responses((status = 200, description = "every source's latest record of the person, with provenance"), (status = 400, description = "invalid national ID"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator"), (status = 404, description = "no records")))]
 pub async fn person_file(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -110,6 +111,7 @@ pub struct SearchQuery {
 }
 
 /// `GET /api/v1/search?q=…`: records with a name, ID, address or phone field containing `q`.
+#[utoipa::path(get, path = "/api/v1/search", params(("q" = String, Query, description = "2-32 characters"), ("limit" = Option<usize>, Query, description = "1-100, default 20")), responses((status = 200, description = "records with a name, ID, address or phone field containing q"), (status = 400, description = "query or limit out of range"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator")))]
 pub async fn search(
     State(ctx): State<ApiContext>,
     Query(query): Query<SearchQuery>,
@@ -347,6 +349,7 @@ async fn combined(
 /// `GET /api/v1/records?source=S&eq=FIELD:VALUE&from=FIELD:VALUE&to=FIELD:VALUE&page=&page_size=`:
 /// the records of one source matching every condition (equality; inclusive ranges on dates and
 /// text), by record key, one page at a time.
+#[utoipa::path(get, path = "/api/v1/records", params(("source" = String, Query, description = "data source id"), ("eq" = Option<String>, Query, description = "FIELD:VALUE, repeatable"), ("from" = Option<String>, Query, description = "FIELD:VALUE lower bound (dates, text), repeatable"), ("to" = Option<String>, Query, description = "FIELD:VALUE upper bound, repeatable"), ("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-100")), responses((status = 200, description = "one page of matching records"), (status = 400, description = "unknown source or field, bad value, bad page, malformed condition"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator")))]
 pub async fn records(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -365,6 +368,7 @@ pub async fn records(
 /// to [`MAX_EXPORT_ROWS`]) as a CSV file (a header row of field labels, UTF-8 with BOM so
 /// spreadsheet programs keep Chinese text), JSON, or an XLSX workbook, with the content's blake3
 /// digest in the `x-govchain-digest` header.
+#[utoipa::path(get, path = "/api/v1/records/export", params(("source" = String, Query, description = "data source id"), ("format" = Option<String>, Query, description = "csv (default), json or xlsx"), ("columns" = Option<String>, Query, description = "comma-separated field names")), responses((status = 200, description = "the file; x-govchain-digest carries its blake3 hash"), (status = 400, description = "bad format, column or query"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator")))]
 pub async fn export(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,

@@ -33,9 +33,34 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/search", get(crate::query::search))
         .route("/api/v1/records", get(crate::query::records))
         .route("/api/v1/records/export", get(crate::query::export))
+        .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ctx)
+}
+
+/// The OpenAPI document of every endpoint.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "govchain node API",
+        description = "Chain, projection queries and exports of a govchain node (DESIGN §7). Personal-data endpoints need a request signed by the system administrator: headers x-govchain-key, x-govchain-time, x-govchain-signature."
+    ),
+    paths(
+        status,
+        submit_tx,
+        get_tx,
+        get_block,
+        crate::query::person_file,
+        crate::query::search,
+        crate::query::records,
+        crate::query::export
+    )
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 
 pub(crate) fn now_ms() -> TimestampMs {
@@ -46,6 +71,7 @@ pub(crate) fn now_ms() -> TimestampMs {
     TimestampMs(ms)
 }
 
+#[utoipa::path(get, path = "/api/v1/status", responses((status = 200, description = "Chain id, department, tip height, block hash, app hash, mempool size")))]
 async fn status(State(ctx): State<ApiContext>) -> Json<Value> {
     let tip = *ctx.tip.borrow();
     Json(json!({
@@ -92,6 +118,7 @@ fn admit_check(ctx: &ApiContext, body: &[u8]) -> Result<SignedTx, ApiError> {
     Ok(tx)
 }
 
+#[utoipa::path(post, path = "/api/v1/txs", params(("wait" = Option<String>, Query, description = "\"commit\": answer once the block is durably stored")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "canonical bytes of a signed transaction"), responses((status = 200, description = "committed"), (status = 202, description = "admitted, pending"), (status = 400, description = "malformed, wrong chain, bad signature, unknown kind"), (status = 409, description = "replayed nonce or duplicate"), (status = 413, description = "body too large"), (status = 503, description = "mempool full; retry later")))]
 async fn submit_tx(
     State(ctx): State<ApiContext>,
     Query(q): Query<HashMap<String, String>>,
@@ -170,6 +197,7 @@ fn kind_name(tx: &SignedTx) -> &'static str {
         .unwrap_or("unknown")
 }
 
+#[utoipa::path(get, path = "/api/v1/txs/{id}", params(("id" = String, Path, description = "transaction id, 64 hex digits")), responses((status = 200, description = "the transaction, its block, Merkle inclusion proof and commit certificate"), (status = 404, description = "not committed")))]
 async fn get_tx(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -208,6 +236,7 @@ async fn get_tx(
     })))
 }
 
+#[utoipa::path(get, path = "/api/v1/blocks/{height}", params(("height" = u64, Path, description = "block height")), responses((status = 200, description = "header, transactions and commit certificate"), (status = 404, description = "no such block")))]
 async fn get_block(
     State(ctx): State<ApiContext>,
     Path(height): Path<String>,

@@ -331,6 +331,25 @@ fn run(db: Option<String>) {
     });
     assert_eq!(status, 401, "an unsigned export is refused");
 
+    // The OpenAPI document lists every endpoint (it holds no personal data: unsigned).
+    let doc = rt.block_on(client.get_json("openapi.json")).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with('3'), "{doc}");
+    for p in [
+        "/api/v1/status",
+        "/api/v1/txs",
+        "/api/v1/txs/{id}",
+        "/api/v1/blocks/{height}",
+        "/api/v1/persons/{id}",
+        "/api/v1/search",
+        "/api/v1/records",
+        "/api/v1/records/export",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+
     let (status, body) = get("records?source=gaj.hjxx&eq=xm:%27%20OR%201%3D1%20--");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"].as_array().unwrap().len(), 0, "{body}");
