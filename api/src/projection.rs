@@ -308,21 +308,31 @@ impl Projection {
         Ok(())
     }
 
+    /// Applies the stored block after the cursor, if the store has it; returns its height.
+    pub async fn apply_next(&self, store: &Store) -> Result<Option<Height>, ProjectionError> {
+        let next = self.cursor().await?.map_or(Height(0), |(h, _)| h).next();
+        match store.block(next)? {
+            None => Ok(None),
+            Some(block) => {
+                self.apply_block(&block).await?;
+                Ok(Some(next))
+            }
+        }
+    }
+
     /// Applies every stored block after the cursor up to the store's tip; returns the new
     /// cursor height.
     pub async fn catch_up(&self, store: &Store) -> Result<Height, ProjectionError> {
         let tip = store.tip()?.map_or(Height(0), |t| t.height);
         let mut at = self.cursor().await?.map_or(Height(0), |(h, _)| h);
         while at < tip {
-            let next = at.next();
-            let block = store
-                .block(next)?
+            at = self
+                .apply_next(store)
+                .await?
                 .ok_or_else(|| ProjectionError::Diverged {
-                    height: next.0,
+                    height: at.next().0,
                     reason: "block missing from the store".into(),
                 })?;
-            self.apply_block(&block).await?;
-            at = next;
         }
         Ok(at)
     }

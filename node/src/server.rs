@@ -178,15 +178,11 @@ async fn project(
             if *stop.borrow() {
                 return Ok(());
             }
-            let next = at.next();
-            let block = store
-                .block(next)?
-                .with_context(|| format!("committed block {next} missing"))?;
-            projection
-                .apply_block(&block)
+            at = projection
+                .apply_next(&store)
                 .await
-                .with_context(|| format!("projecting block {next}"))?;
-            at = next;
+                .with_context(|| format!("projecting block {}", at.next()))?
+                .with_context(|| format!("committed block {} missing", at.next()))?;
         }
         tracing::debug!(target: "node.projection", height = %at, "projected");
         tokio::select! {

@@ -112,6 +112,16 @@ impl Net {
         Keypair::read_file(&self.dir.path().join(format!("keys/{name}.key"))).expect("key")
     }
 
+    /// The genesis data source `id` (e.g. `gaj.hjxx`).
+    pub fn source(&self, id: &str) -> govchain_chaincode::catalog::DataSource {
+        self.genesis
+            .sources
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no source {id} in genesis"))
+            .clone()
+    }
+
     /// Node i's data directory.
     pub fn data_dir(&self, i: usize) -> PathBuf {
         self.config(i).data_dir
@@ -408,14 +418,7 @@ impl Cluster {
         use govchain_node::client::{records_tx, Client};
         let key = self.net.node_key(1);
         let chain = self.net.genesis.chain_id.clone();
-        let source = self
-            .net
-            .genesis
-            .sources
-            .iter()
-            .find(|s| s.id == "gaj.hjxx")
-            .expect("gaj.hjxx")
-            .clone();
+        let source = self.net.source("gaj.hjxx");
         let clients: Vec<Client> = targets
             .iter()
             .map(|i| Client::new(&self.nodes[*i].url).expect("client"))

@@ -128,14 +128,7 @@ fn two_of_four_down_stops_commits_until_one_returns() {
     let h = c.height(0);
     // Submit without waiting: admitted, but no quorum can commit it.
     let key = c.net.node_key(1);
-    let source = c
-        .net
-        .genesis
-        .sources
-        .iter()
-        .find(|s| s.id == "gaj.hjxx")
-        .unwrap()
-        .clone();
+    let source = c.net.source("gaj.hjxx");
     let rec = govchain_node::synth::Generator::new(77).record_for(&source, 1);
     let tx = govchain_node::client::records_tx(&key, &c.net.genesis.chain_id, &source, vec![rec]);
     let client = govchain_node::client::Client::new(&c.nodes[0].url).unwrap();

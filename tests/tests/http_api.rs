@@ -73,13 +73,7 @@ fn bad_input_is_refused_with_clear_errors_and_commits_nothing() {
     };
     let key = net.node_key(1);
     let chain = net.genesis.chain_id.clone();
-    let source = net
-        .genesis
-        .sources
-        .iter()
-        .find(|s| s.id == "gaj.hjxx")
-        .unwrap()
-        .clone();
+    let source = net.source("gaj.hjxx");
     let mut gen = Generator::new(3);
     let mut good = |n: u64| records_tx(&key, &chain, &source, vec![gen.record_for(&source, n)]);
 

@@ -61,13 +61,7 @@ fn run(db: Option<String>) {
     let mut node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = Client::new(&node.url).unwrap();
-    let source = net
-        .genesis
-        .sources
-        .iter()
-        .find(|s| s.id == "gaj.hjxx")
-        .unwrap()
-        .clone();
+    let source = net.source("gaj.hjxx");
     let mut gen = Generator::new(5);
     let records: Vec<_> = (0..20).map(|i| gen.record_for(&source, i)).collect();
     let target = records[7].clone();

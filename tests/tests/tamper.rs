@@ -15,13 +15,7 @@ fn chain_of_five() -> Net {
     let net = Net::generate(1);
     let mut node = NodeProc::start(&net, 1);
     let key = net.node_key(1);
-    let source = net
-        .genesis
-        .sources
-        .iter()
-        .find(|s| s.id == "gaj.hjxx")
-        .unwrap()
-        .clone();
+    let source = net.source("gaj.hjxx");
     let client = Client::new(&node.url).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut gen = Generator::new(9);
