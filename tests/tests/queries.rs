@@ -353,3 +353,29 @@ fn run(db: Option<String>) {
 fn urlencode(s: &str) -> String {
     s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
+
+#[test]
+fn a_node_without_projection_answers_queries_with_a_clear_503() {
+    let net = Net::generate(1);
+    net.tune(1, |c| c.api.db = Some("off".into()));
+    let mut node = NodeProc::start(&net, 1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = Client::new(&node.url).unwrap();
+    let admin = net.key("sysadmin");
+    for path in [
+        "persons/11010519491231001X",
+        "search?q=ab",
+        "records?source=gaj.hjxx",
+    ] {
+        let (status, body) = rt.block_on(client.get_signed(path, &admin)).unwrap();
+        assert_eq!(
+            (status, code(&body)),
+            (503, "no_projection"),
+            "{path}: {body}"
+        );
+    }
+    // Still authorization first: an unsigned request learns nothing.
+    let (status, body) = rt.block_on(client.get_with("search?q=ab", &[])).unwrap();
+    assert_eq!((status, code(&body)), (401, "unauthenticated"), "{body}");
+    assert!(node.terminate(Duration::from_secs(30)));
+}
