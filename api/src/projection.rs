@@ -4,16 +4,14 @@
 //! that block, so after a crash the projection is exactly at some block and resumes at the next.
 //! The projection is derived from blocks alone (the genesis data sources plus every transaction),
 //! mirroring chaincode's record semantics: a record key's newer content becomes the next
-//! version, an identical re-delivery changes nothing, and history is kept. Dropping the
+//! version, an identical re-delivery changes nothing, and history is kept (`records` holds the
+//! current version of each key, `record_versions` every superseded one). Dropping the
 //! database and replaying from genesis rebuilds it exactly; [`Projection::digest`] compares two.
 //!
 //! One code path serves SQLite (a file, the default) and MySQL/MariaDB through sqlx's `Any`
 //! driver; only column types and the table suffix differ. Every value is bound, never spliced.
 
-use std::collections::BTreeSet;
-
-use govchain_chaincode::catalog::{DataSource, FieldType};
-use govchain_chaincode::records::Record;
+use govchain_chaincode::catalog::DataSource;
 use govchain_chaincode::TxKind;
 use govchain_ledger::hash::Domain;
 use govchain_ledger::{Block, Hash, Height, SignedTx, Store};
@@ -27,8 +25,14 @@ pub const MAX_INDEXED_VALUE_CHARS: usize = 191;
 /// Longest field value (in characters) that gets n-grams for fuzzy search.
 pub const MAX_NGRAM_VALUE_CHARS: usize = 64;
 
-/// Most bound values in one statement (SQLite allows 32,766; MySQL 65,535).
-const ROWS_PER_STATEMENT: usize = 900;
+/// SQLite page cache per connection, in KiB: the n-gram index of a million persons is
+/// gigabytes, and inserts into its B-tree touch pages all over it.
+const SQLITE_CACHE_KIB: u64 = 256 * 1024;
+
+mod grams;
+mod records;
+
+pub use grams::{ngrams, normalize, ASCII_GRAM_CHARS};
 
 /// Why the projection failed.
 #[derive(Debug, thiserror::Error)]
@@ -168,8 +172,15 @@ impl Projection {
                         // WAL: readers do not block the projector. NORMAL sync: a power cut
                         // may lose the last blocks projected, never consistency; the cursor
                         // says where to resume.
-                        for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"] {
-                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        let cache = format!("PRAGMA cache_size = -{SQLITE_CACHE_KIB}");
+                        for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"]
+                            .into_iter()
+                            .map(String::from)
+                            .chain([cache])
+                        {
+                            sqlx::query(sqlx::AssertSqlSafe(pragma))
+                                .execute(&mut *conn)
+                                .await?;
                         }
                     }
                     Ok(())
@@ -193,10 +204,12 @@ impl Projection {
     }
 
     async fn migrate(&self) -> Result<(), ProjectionError> {
-        let (long, suffix) = match self.backend {
-            Backend::Sqlite => ("TEXT", ""),
+        // Index tables are clustered by their key: SQLite `WITHOUT ROWID` (InnoDB always is).
+        let (long, suffix, clustered) = match self.backend {
+            Backend::Sqlite => ("TEXT", "", " WITHOUT ROWID"),
             Backend::MySql => (
                 "LONGTEXT",
+                " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
                 " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             ),
         };
@@ -227,14 +240,13 @@ impl Projection {
             format!(
                 "CREATE TABLE IF NOT EXISTS ngrams (gram VARCHAR(32) NOT NULL, \
                  source VARCHAR(64) NOT NULL, record_key VARCHAR(191) NOT NULL, \
-                 field VARCHAR(64) NOT NULL, PRIMARY KEY (gram, source, record_key, field)){suffix}"
+                 field VARCHAR(64) NOT NULL, PRIMARY KEY (gram, source, record_key, field)){clustered}"
             ),
-            "CREATE INDEX IF NOT EXISTS ngrams_record ON ngrams (source, record_key)".to_string(),
             format!(
                 "CREATE TABLE IF NOT EXISTS record_fields (source VARCHAR(64) NOT NULL, \
                  record_key VARCHAR(191) NOT NULL, field VARCHAR(64) NOT NULL, \
                  value VARCHAR({MAX_INDEXED_VALUE_CHARS}) NOT NULL, \
-                 PRIMARY KEY (source, record_key, field)){suffix}"
+                 PRIMARY KEY (source, record_key, field)){clustered}"
             ),
             "CREATE INDEX IF NOT EXISTS record_fields_value ON record_fields \
              (source, field, value)"
@@ -398,6 +410,10 @@ async fn put_source(tx: &mut SqlTx<'_>, s: &DataSource) -> Result<(), Projection
         height: 0,
         reason: format!("source {} does not serialize: {e}", s.id),
     })?;
+    let old = sqlx::query("SELECT definition FROM sources WHERE id = ?")
+        .bind(s.id.clone())
+        .fetch_optional(&mut **tx)
+        .await?;
     sqlx::query("DELETE FROM sources WHERE id = ?")
         .bind(s.id.clone())
         .execute(&mut **tx)
@@ -408,7 +424,49 @@ async fn put_source(tx: &mut SqlTx<'_>, s: &DataSource) -> Result<(), Projection
         .bind(def)
         .execute(&mut **tx)
         .await?;
+    if let Some(old) = old {
+        let old: DataSource = serde_json::from_str(&old.try_get::<String, _>(0)?).map_err(|e| {
+            ProjectionError::Diverged {
+                height: 0,
+                reason: format!("stored definition of source {}: {e}", s.id),
+            }
+        })?;
+        let searchable = |d: &DataSource| -> Vec<String> {
+            d.fields
+                .iter()
+                .filter(|f| records::is_searchable(&f.ty))
+                .map(|f| f.name.clone())
+                .collect()
+        };
+        if searchable(&old) != searchable(s) {
+            reindex_source(tx, s).await?;
+        }
+    }
     Ok(())
+}
+
+/// Rebuilds the n-grams of every current record of `s` after its searchable fields changed
+/// (rare: a source redefinition; it scans the index once).
+async fn reindex_source(tx: &mut SqlTx<'_>, s: &DataSource) -> Result<(), ProjectionError> {
+    sqlx::query("DELETE FROM ngrams WHERE source = ?")
+        .bind(s.id.clone())
+        .execute(&mut **tx)
+        .await?;
+    let rows = sqlx::query("SELECT record_key, fields FROM records WHERE source = ?")
+        .bind(s.id.clone())
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut grams = Vec::new();
+    for r in &rows {
+        let key: String = r.try_get(0)?;
+        let fields: String = r.try_get(1)?;
+        let fields = serde_json::from_str(&fields).map_err(|e| ProjectionError::Diverged {
+            height: 0,
+            reason: format!("stored fields of {}/{key}: {e}", s.id),
+        })?;
+        grams.extend(records::gram_rows(s, &key, &fields));
+    }
+    records::insert_rows(tx, "ngrams", &records::GRAM_COLUMNS, grams).await
 }
 
 async fn get_source(
@@ -440,7 +498,7 @@ async fn apply_tx(tx: &mut SqlTx<'_>, height: Height, t: &SignedTx) -> Result<()
         TxKind::RegisterSource(s) => put_source(tx, &s).await,
         TxKind::SubmitRecords { source, records } => {
             let source = get_source(tx, height, &source).await?;
-            put_records(tx, height, &source, &t.id().to_string(), &records).await
+            records::put_records(tx, height, &source, &t.id().to_string(), &records).await
         }
         // Governance and evidence live in chain state only.
         TxKind::RegisterDepartment(_)
@@ -448,241 +506,6 @@ async fn apply_tx(tx: &mut SqlTx<'_>, height: Height, t: &SignedTx) -> Result<()
         | TxKind::ApproveValidatorChange { .. }
         | TxKind::ReportEquivocation(_) => Ok(()),
     }
-}
-
-/// One new record version, ready to write.
-struct Version {
-    key: String,
-    version: i64,
-    person: Option<String>,
-    fields: String,
-    raw: String,
-    grams: BTreeSet<(String, String)>,
-    /// (field, value) of every non-empty value short enough to index.
-    values: Vec<(String, String)>,
-}
-
-/// `(?, ?, …)` groups for a multi-row statement: built from fixed fragments only.
-fn placeholders(rows: usize, cols: usize) -> String {
-    let group = format!("({})", vec!["?"; cols].join(", "));
-    vec![group; rows].join(", ")
-}
-
-/// Projects a batch of records the way chaincode executes it, record by record (a key that
-/// repeats within the batch sees its earlier version), with a handful of set-based statements.
-async fn put_records(
-    tx: &mut SqlTx<'_>,
-    height: Height,
-    source: &DataSource,
-    tx_id: &str,
-    records: &[Record],
-) -> Result<(), ProjectionError> {
-    let diverged = |reason: String| ProjectionError::Diverged {
-        height: height.0,
-        reason,
-    };
-    let mut valid = Vec::with_capacity(records.len());
-    for r in records {
-        let v = r.validate(source).map_err(|e| {
-            diverged(format!(
-                "a committed record of {} is invalid: {e}",
-                source.id
-            ))
-        })?;
-        let fields = serde_json::to_string(&r.fields).map_err(|e| diverged(e.to_string()))?;
-        valid.push((v, fields, hex::encode(&r.raw), r));
-    }
-    // The latest version of every key in the batch, from SQL.
-    let keys: BTreeSet<&str> = valid.iter().map(|(v, ..)| v.key.as_str()).collect();
-    let keys: Vec<&str> = keys.into_iter().collect();
-    let mut latest: std::collections::HashMap<String, (i64, String, String)> =
-        std::collections::HashMap::new();
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT record_key, version, fields, raw FROM records WHERE source = ? AND \
-             record_key IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(source.id.clone());
-        for k in chunk {
-            q = q.bind(k.to_string());
-        }
-        for row in q.fetch_all(&mut **tx).await? {
-            latest.insert(
-                row.try_get(0)?,
-                (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?),
-            );
-        }
-    }
-    // Chaincode's rule, in order: identical content changes nothing; else the next version.
-    let mut versions: Vec<Version> = Vec::new();
-    for (v, fields, raw, r) in valid {
-        if let Some((_, f, w)) = latest.get(&v.key) {
-            if *f == fields && *w == raw {
-                continue;
-            }
-        }
-        let version = latest.get(&v.key).map_or(1, |(n, ..)| n + 1);
-        latest.insert(v.key.clone(), (version, fields.clone(), raw.clone()));
-        versions.push(Version {
-            key: v.key,
-            version,
-            person: v.person.map(|p| p.as_str().to_string()),
-            fields,
-            raw,
-            grams: record_ngrams(source, r),
-            values: r
-                .fields
-                .iter()
-                .filter(|(_, x)| !x.is_empty() && x.chars().count() <= MAX_INDEXED_VALUE_CHARS)
-                .map(|(f, x)| (f.clone(), x.clone()))
-                .collect(),
-        });
-    }
-    if versions.is_empty() {
-        return Ok(());
-    }
-    // Every version goes to history; the last one of each key is current.
-    let mut current: std::collections::BTreeMap<&str, &Version> = Default::default();
-    for v in &versions {
-        current.insert(v.key.as_str(), v);
-    }
-    let changed: Vec<&str> = current.keys().copied().collect();
-    for chunk in changed.chunks(ROWS_PER_STATEMENT) {
-        for table in ["records", "ngrams", "record_fields"] {
-            let sql = format!(
-                "DELETE FROM {table} WHERE source = ? AND record_key IN ({})",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(source.id.clone());
-            for k in chunk {
-                q = q.bind(k.to_string());
-            }
-            q.execute(&mut **tx).await?;
-        }
-    }
-    let current: Vec<&Version> = current.into_values().collect();
-    let text = |s: &str| Cell::Text(s.to_string());
-    // A version's row; the current-record table also names the owner department.
-    let row = |v: &Version, department: bool| {
-        let mut r = vec![
-            text(&source.id),
-            text(&v.key),
-            Cell::Int(v.version),
-            Cell::OptText(v.person.clone()),
-            text(tx_id),
-            Cell::Int(height.0 as i64),
-            text(&v.fields),
-            text(&v.raw),
-        ];
-        if department {
-            r.push(text(&source.department));
-        }
-        r
-    };
-    let cols = [
-        "source",
-        "record_key",
-        "version",
-        "person_id",
-        "tx_id",
-        "height",
-        "fields",
-        "raw",
-        "department",
-    ];
-    let rows = current.iter().map(|v| row(v, true)).collect();
-    insert_rows(tx, "records", &cols, rows).await?;
-    let rows = versions.iter().map(|v| row(v, false)).collect();
-    insert_rows(tx, "record_versions", &cols[..8], rows).await?;
-    let rows = current.iter().flat_map(|v| {
-        v.values
-            .iter()
-            .map(|(f, x)| vec![text(&source.id), text(&v.key), text(f), text(x)])
-    });
-    let cols = ["source", "record_key", "field", "value"];
-    insert_rows(tx, "record_fields", &cols, rows.collect()).await?;
-    let rows = current.iter().flat_map(|v| {
-        v.grams
-            .iter()
-            .map(|(f, g)| vec![text(g), text(&source.id), text(&v.key), text(f)])
-    });
-    let cols = ["gram", "source", "record_key", "field"];
-    insert_rows(tx, "ngrams", &cols, rows.collect()).await
-}
-
-/// A bound value.
-enum Cell {
-    Text(String),
-    OptText(Option<String>),
-    Int(i64),
-}
-
-/// Multi-row INSERTs of `rows` into `table` (names are this module's constants; every value is
-/// bound), as few statements as the bound-value limit allows.
-async fn insert_rows(
-    tx: &mut SqlTx<'_>,
-    table: &str,
-    cols: &[&str],
-    rows: Vec<Vec<Cell>>,
-) -> Result<(), ProjectionError> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT / cols.len()) {
-        let sql = format!(
-            "INSERT INTO {table} ({}) VALUES {}",
-            cols.join(", "),
-            placeholders(chunk.len(), cols.len())
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for cell in chunk.iter().flatten() {
-            q = match cell {
-                Cell::Text(s) => q.bind(s.clone()),
-                Cell::OptText(s) => q.bind(s.clone()),
-                Cell::Int(i) => q.bind(*i),
-            };
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-/// The n-grams of a value for fuzzy search: its character bigrams, lower-cased (a one-character
-/// value is its own gram). Chinese names and addresses, IDs and phone numbers all work the same
-/// way: a query of two or more characters matches a record holding all its bigrams.
-pub fn ngrams(value: &str) -> BTreeSet<String> {
-    let chars: Vec<char> = value
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect();
-    match chars.len() {
-        0 => BTreeSet::new(),
-        1 => BTreeSet::from([chars[0].to_string()]),
-        _ => chars.windows(2).map(|w| w.iter().collect()).collect(),
-    }
-}
-
-/// (field, gram) pairs of a record's searchable fields: free text, national IDs and phones of
-/// at most [`MAX_NGRAM_VALUE_CHARS`] characters.
-fn record_ngrams(source: &DataSource, r: &Record) -> BTreeSet<(String, String)> {
-    let mut out = BTreeSet::new();
-    for f in &source.fields {
-        if !matches!(
-            f.ty,
-            FieldType::Text | FieldType::PersonId | FieldType::Phone
-        ) {
-            continue;
-        }
-        let Some(v) = r.fields.get(&f.name) else {
-            continue;
-        };
-        if v.chars().count() > MAX_NGRAM_VALUE_CHARS {
-            continue;
-        }
-        for g in ngrams(v) {
-            out.insert((f.name.clone(), g));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::auth::require_system_admin;
-use crate::projection::{ngrams, Projection};
+use crate::projection::{ngrams, normalize, Backend, Projection};
 use crate::{ApiContext, ApiError};
 
 /// Shortest and longest fuzzy query, in characters.
@@ -20,7 +20,7 @@ pub const QUERY_CHARS: std::ops::RangeInclusive<usize> = 2..=32;
 /// Most results of one search.
 pub const MAX_LIMIT: usize = 100;
 /// Most index candidates examined for one search.
-const MAX_CANDIDATES: i64 = 2000;
+const MAX_CANDIDATES: i64 = 20_000;
 
 fn authorize(ctx: &ApiContext, headers: &HeaderMap, uri: &Uri) -> Result<Projection, ApiError> {
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
@@ -126,12 +126,7 @@ pub async fn search(
             format!("limit must be 1-{MAX_LIMIT}"),
         ));
     }
-    let needle: String = query
-        .q
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect();
+    let needle = normalize(&query.q);
     if !QUERY_CHARS.contains(&needle.chars().count()) {
         return Err(ApiError::bad_request(
             "bad_query",
@@ -142,54 +137,128 @@ pub async fn search(
             ),
         ));
     }
-    let grams: Vec<String> = ngrams(&needle).into_iter().collect();
-    // Records holding every gram of the query in one field; then the exact substring check.
+    let grams = ngrams(&needle);
+    if grams.is_empty() {
+        return Err(ApiError::bad_request(
+            "query_too_short",
+            "q needs two adjacent Chinese characters or four letters or digits in a row",
+        ));
+    }
+    let (hits, truncated) = fuzzy(&projection, &needle, grams, limit).await?;
+    Ok(Json(
+        json!({"q": query.q, "results": hits, "truncated": truncated}),
+    ))
+}
+
+/// Most postings counted per gram when choosing which grams drive a search.
+const GRAM_COUNT_CAP: i64 = 100_000;
+/// Grams joined in SQL (the rarest ones); the candidates' values are then checked whole.
+const JOINED_GRAMS: usize = 3;
+
+/// The records holding `needle` in a searchable field: candidates from the rarest grams'
+/// postings joined on their keys, each confirmed by its value. Returns the hits and whether
+/// the candidate cap stopped the search early.
+async fn fuzzy(
+    projection: &Projection,
+    needle: &str,
+    grams: std::collections::BTreeSet<String>,
+    limit: usize,
+) -> Result<(Vec<Value>, bool), ApiError> {
+    let mut counted = Vec::new();
+    for g in grams {
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM ngrams WHERE gram = ? LIMIT ?) postings",
+        )
+        .bind(g.clone())
+        .bind(GRAM_COUNT_CAP)
+        .fetch_one(projection.pool())
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(db_error)?;
+        if n == 0 {
+            return Ok((Vec::new(), false));
+        }
+        counted.push((n, g));
+    }
+    counted.sort();
+    counted.truncate(JOINED_GRAMS);
+    // The join order is forced, rarest gram first (SQLite: CROSS JOIN; MySQL: STRAIGHT_JOIN).
+    let (select, join) = match projection.backend() {
+        Backend::Sqlite => ("SELECT", "CROSS JOIN"),
+        Backend::MySql => ("SELECT STRAIGHT_JOIN", "JOIN"),
+    };
+    let mut sql = format!("{select} g0.source, g0.record_key, g0.field, f.value FROM ngrams g0");
+    let mut cond = String::from(" WHERE g0.gram = ?");
+    for i in 1..counted.len() {
+        sql.push_str(&format!(" {join} ngrams g{i}"));
+        cond.push_str(&format!(
+            " AND g{i}.gram = ? AND g{i}.source = g0.source AND g{i}.record_key = g0.record_key \
+             AND g{i}.field = g0.field"
+        ));
+    }
+    sql.push_str(&format!(" {join} record_fields f"));
+    sql.push_str(&cond);
+    sql.push_str(
+        " AND f.source = g0.source AND f.record_key = g0.record_key AND f.field = g0.field \
+         LIMIT ? OFFSET ?",
+    );
+    let mut hits: Vec<(String, String, String, String)> = Vec::new();
+    let (mut offset, mut batch) = (0i64, (limit as i64 * 2).max(64));
+    let truncated = loop {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for (_, g) in &counted {
+            q = q.bind(g.clone());
+        }
+        let rows = q
+            .bind(batch)
+            .bind(offset)
+            .fetch_all(projection.pool())
+            .await
+            .map_err(db_error)?;
+        for r in &rows {
+            let value: String = r.try_get(3).map_err(db_error)?;
+            if hits.len() < limit && normalize(&value).contains(needle) {
+                let get = |i| r.try_get::<String, _>(i).map_err(db_error);
+                hits.push((get(0)?, get(1)?, get(2)?, value));
+            }
+        }
+        offset += rows.len() as i64;
+        if hits.len() >= limit || (rows.len() as i64) < batch {
+            break false;
+        }
+        if offset >= MAX_CANDIDATES {
+            break true;
+        }
+        batch = (batch * 4).min(MAX_CANDIDATES - offset);
+    };
+    if hits.is_empty() {
+        return Ok((Vec::new(), truncated));
+    }
     let sql = format!(
-        "SELECT source, record_key, field FROM ngrams WHERE gram IN ({}) \
-         GROUP BY source, record_key, field HAVING COUNT(*) = ? LIMIT ?",
-        vec!["?"; grams.len()].join(", ")
+        "SELECT {RECORD_COLUMNS} FROM records WHERE {}",
+        vec!["(source = ? AND record_key = ?)"; hits.len()].join(" OR ")
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for g in &grams {
-        q = q.bind(g.clone());
+    for (source, key, ..) in &hits {
+        q = q.bind(source.clone()).bind(key.clone());
     }
-    let candidates = q
-        .bind(grams.len() as i64)
-        .bind(MAX_CANDIDATES)
-        .fetch_all(projection.pool())
-        .await
-        .map_err(db_error)?;
-    let mut hits = Vec::new();
-    for c in &candidates {
-        if hits.len() >= limit {
-            break;
-        }
-        let (source, key, field): (String, String, String) = (
-            c.try_get(0).map_err(db_error)?,
-            c.try_get(1).map_err(db_error)?,
-            c.try_get(2).map_err(db_error)?,
+    let mut records = std::collections::HashMap::new();
+    for row in q.fetch_all(projection.pool()).await.map_err(db_error)? {
+        let r = record_json(&row)?;
+        let id = (
+            r["source"].as_str().unwrap_or_default().to_string(),
+            r["record_key"].as_str().unwrap_or_default().to_string(),
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RECORD_COLUMNS} FROM records WHERE source = ? AND record_key = ?"
-        )))
-        .bind(source)
-        .bind(key)
-        .fetch_optional(projection.pool())
-        .await
-        .map_err(db_error)?;
-        let Some(row) = row else { continue };
-        let record = record_json(&row)?;
-        let value = record["fields"][&field].as_str().unwrap_or_default();
-        let normalized: String = value
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .flat_map(char::to_lowercase)
-            .collect();
-        if normalized.contains(&needle) {
-            hits.push(json!({"field": field, "value": value, "record": record}));
-        }
+        records.insert(id, r);
     }
-    Ok(Json(json!({"q": query.q, "results": hits})))
+    let out = hits
+        .into_iter()
+        .filter_map(|(source, key, field, value)| {
+            let record = records.get(&(source, key))?.clone();
+            Some(json!({"field": field, "value": value, "record": record}))
+        })
+        .collect();
+    Ok((out, truncated))
 }
 
 /// Most conditions of one combined query.
@@ -305,18 +374,10 @@ async fn combined(
                 .map_err(|e| bad_query("bad_value", format!("{field}: {value:?} {e}")))?;
         }
     }
-    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records r WHERE r.source = ?");
-    for (op, ..) in &conds {
-        // `op` is one of three fixed operators; field and value are bound.
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM record_fields f WHERE f.source = r.source \
-             AND f.record_key = r.record_key AND f.field = ? AND f.value {op} ?)"
-        ));
-    }
-    sql.push_str(" ORDER BY r.record_key LIMIT ? OFFSET ?");
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(source.clone());
-    for (_, field, value) in &conds {
-        q = q.bind(field.clone()).bind(value.clone());
+    let (sql, binds) = combined_sql(&source, conds);
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        q = q.bind(b);
     }
     let rows = q
         .bind(page_size as i64)
@@ -344,6 +405,46 @@ async fn combined(
         columns,
         results,
     })
+}
+
+/// The SQL of a combined query over `source` and its bound values (before LIMIT and OFFSET).
+/// The index rows of the conditions are joined on the record key, equalities first: an
+/// equality's index entries come in record-key order, so the first one drives the query and
+/// the page needs no sort. `op` is one of three fixed operators; fields and values are bound.
+fn combined_sql(
+    source: &str,
+    mut conds: Vec<(&'static str, String, String)>,
+) -> (String, Vec<String>) {
+    let columns: Vec<String> = RECORD_COLUMNS
+        .split(", ")
+        .map(|c| format!("r.{c}"))
+        .collect();
+    let columns = columns.join(", ");
+    if conds.is_empty() {
+        let sql = format!(
+            "SELECT {columns} FROM records r WHERE r.source = ? ORDER BY r.record_key \
+             LIMIT ? OFFSET ?"
+        );
+        return (sql, vec![source.to_string()]);
+    }
+    conds.sort_by_key(|(op, ..)| *op != "=");
+    let mut sql = format!("SELECT {columns} FROM record_fields c0");
+    let mut binds = Vec::new();
+    for (i, (op, field, value)) in conds.iter().enumerate().skip(1) {
+        sql.push_str(&format!(
+            " JOIN record_fields c{i} ON c{i}.source = c0.source \
+             AND c{i}.record_key = c0.record_key AND c{i}.field = ? AND c{i}.value {op} ?"
+        ));
+        binds.extend([field.clone(), value.clone()]);
+    }
+    let (op, field, value) = &conds[0];
+    sql.push_str(&format!(
+        " JOIN records r ON r.source = c0.source AND r.record_key = c0.record_key \
+         WHERE c0.source = ? AND c0.field = ? AND c0.value {op} ? \
+         ORDER BY c0.record_key LIMIT ? OFFSET ?"
+    ));
+    binds.extend([source.to_string(), field.clone(), value.clone()]);
+    (sql, binds)
 }
 
 /// `GET /api/v1/records?source=S&eq=FIELD:VALUE&from=FIELD:VALUE&to=FIELD:VALUE&page=&page_size=`:

@@ -71,10 +71,16 @@ pub(crate) fn now_ms() -> TimestampMs {
     TimestampMs(ms)
 }
 
-#[utoipa::path(get, path = "/api/v1/status", responses((status = 200, description = "Chain id, department, tip height, block hash, app hash, mempool size")))]
+#[utoipa::path(get, path = "/api/v1/status", responses((status = 200, description = "Chain id, department, tip height, block hash, app hash, mempool size, projected height")))]
 async fn status(State(ctx): State<ApiContext>) -> Json<Value> {
     let tip = *ctx.tip.borrow();
+    // How far the SQL projection has come (null without one, or if it cannot be read).
+    let projected = match &ctx.projection {
+        Some(p) => p.cursor().await.ok().flatten().map(|(h, _)| h),
+        None => None,
+    };
     Json(json!({
+        "projected_height": projected,
         "chain_id": ctx.chain_id,
         "department": ctx.department,
         "height": tip.height,

@@ -164,7 +164,8 @@ pub struct ChainBench {
 /// How long a benchmark client waits for one transaction's commit before giving up.
 const WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile of sorted samples (0 when empty).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -189,7 +190,7 @@ pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
         }
         None => temp.path().to_path_buf(),
     };
-    let mut cluster = crate::cluster::LocalCluster::create(&dir, b.nodes, b.base_port, |c| {
+    let mut cluster = crate::cluster::LocalCluster::create(&dir, b.nodes, b.base_port, |_, c| {
         if !b.projection {
             c.api.db = Some("off".into());
         }
@@ -226,25 +227,7 @@ pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(tx) = txs.get(i) else { break };
                 let t = Instant::now();
-                loop {
-                    match client.submit(tx, true).await {
-                        Ok(r) if r.status == "committed" => break,
-                        // Waiting (or already waiting, from an earlier attempt) for its block.
-                        Ok(_) => {
-                            client.wait_committed(&tx.id(), WAIT).await?;
-                            break;
-                        }
-                        Err(e) if e.to_string().contains("duplicate_tx") => {
-                            client.wait_committed(&tx.id(), WAIT).await?;
-                            break;
-                        }
-                        // Backpressure: the mempool is full.
-                        Err(e) if e.to_string().contains("503") => {
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                client.submit_until_committed(tx, WAIT).await?;
                 lat.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             Ok::<_, anyhow::Error>(lat)

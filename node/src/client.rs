@@ -41,6 +41,27 @@ pub fn records_tx(
     )
 }
 
+/// Percent-encodes every byte of `s` (a query value or path segment), so that the path a
+/// request signs is exactly the path the node receives.
+pub fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// Percent-encodes the bytes of a path-and-query that a URL may not carry as they are
+/// (non-ASCII, spaces, quotes), keeping `/ ? & = : %` and the rest of printable ASCII.
+pub fn encode_path(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_graphic() && !matches!(b, b'"' | b'#' | b'<' | b'>' | b'`' | b'{' | b'}')
+            {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The node's answer to a submission.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SubmitReply {
@@ -108,6 +129,30 @@ impl Client {
                 bail!("transaction {id} not committed within {within:?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Submits `tx` and returns once it is committed: waits out a full mempool (503), and an
+    /// earlier attempt's admission (duplicate), for at most `within` per wait.
+    pub async fn submit_until_committed(
+        &self,
+        tx: &SignedTx,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        loop {
+            match self.submit(tx, true).await {
+                Ok(r) if r.status == "committed" => return Ok(()),
+                // Admitted, its block not yet stored (or admitted by an earlier attempt).
+                Ok(_) => return self.wait_committed(&tx.id(), within).await,
+                Err(e) if e.to_string().contains("duplicate_tx") => {
+                    return self.wait_committed(&tx.id(), within).await
+                }
+                // Backpressure: the mempool is full.
+                Err(e) if e.to_string().contains("503") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 

@@ -22,12 +22,13 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Generates a cluster of `n` departments in `dir` (which must be empty or absent), applies
-    /// `tune` to every node config, starts every node and waits until each API answers.
+    /// `tune(i, config)` to node i's config (1-based), starts every node and waits until each
+    /// API answers.
     pub async fn create(
         dir: &Path,
         n: usize,
         base_port: u16,
-        tune: impl Fn(&mut NodeConfig),
+        tune: impl Fn(usize, &mut NodeConfig),
     ) -> anyhow::Result<Self> {
         let opts = GenerateOptions {
             departments: n,
@@ -36,10 +37,23 @@ impl LocalCluster {
             base_port,
         };
         govchain_genesis::generate(&opts, dir)?;
+        Self::start(dir, tune).await
+    }
+
+    /// Starts the nodes of a cluster generated earlier in `dir` (their data is kept), applying
+    /// `tune(i, config)` to node i's config first.
+    pub async fn start(dir: &Path, tune: impl Fn(usize, &mut NodeConfig)) -> anyhow::Result<Self> {
+        let mut n = 0;
+        while dir.join(format!("node-{}/node.toml", n + 1)).exists() {
+            n += 1;
+        }
+        if n == 0 {
+            bail!("{} holds no cluster (node-1/node.toml)", dir.display());
+        }
         for i in 1..=n {
             let path = dir.join(format!("node-{i}/node.toml"));
             let mut cfg: NodeConfig = toml::from_str(&std::fs::read_to_string(&path)?)?;
-            tune(&mut cfg);
+            tune(i, &mut cfg);
             cfg.write(&path)?;
         }
         let exe = std::env::current_exe().context("locating the govchain binary")?;
@@ -50,7 +64,10 @@ impl LocalCluster {
         };
         for i in 1..=n {
             let cfg = NodeConfig::read(&dir.join(format!("node-{i}/node.toml")))?;
-            let log = std::fs::File::create(dir.join(format!("node-{i}.log")))?;
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("node-{i}.log")))?;
             let child = Command::new(&exe)
                 .args(["node", "--config"])
                 .arg(dir.join(format!("node-{i}/node.toml")))

@@ -7,28 +7,40 @@ use std::path::Path;
 use crate::cluster::LocalCluster;
 use crate::submit::SubmitOptions;
 
-/// Runs the demo.
+/// Seed of the demo's synthetic population: every department's records are about the same
+/// residents, so their files aggregate across departments.
+const POPULATION_SEED: u64 = 1;
+
+/// Runs the demo: `persons` residents registered by the public security bureau (node 1,
+/// `gaj.hjxx`), and `records` records of each other department's person sources about the
+/// first of them.
 pub async fn run(
     dir: &Path,
     departments: usize,
+    persons: u64,
     records: u64,
     base_port: u16,
 ) -> anyhow::Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
-    let mut cluster = LocalCluster::create(dir, departments, base_port, |_| {}).await?;
+    let mut cluster = LocalCluster::create(dir, departments, base_port, |_, _| {}).await?;
     println!(
         "{departments} department nodes running; logs in {}/node-*.log",
         dir.display()
     );
     for i in 1..=departments {
+        let (records, source) = if i == 1 {
+            (persons, Some("gaj.hjxx".to_string()))
+        } else {
+            (records.min(persons), None)
+        };
         let opts = SubmitOptions {
             records,
-            batch: 100,
-            seed: i as u64,
+            batch: 500,
+            seed: POPULATION_SEED,
             start: 0,
-            source: None,
+            source,
             url: None,
         };
         crate::submit::run(&dir.join(format!("node-{i}/node.toml")), &opts).await?;
@@ -39,8 +51,13 @@ pub async fn run(
         println!("{url}: height {} app hash {}", s["height"], s["app_hash"]);
     }
     println!(
-        "\nTry: curl -s {0}/api/v1/status ; curl -s {0}/api/v1/blocks/1\nPress Ctrl-C to stop the cluster.",
-        cluster.urls[0]
+        "\nTry:\n  curl -s {0}/api/v1/status\n  curl -s {0}/api/v1/blocks/1\n  \
+         govchain query --url {0} --key {1}/keys/sysadmin.key persons/{2}\n  \
+         govchain query --url {0} --key {1}/keys/sysadmin.key 'search?q=五一中路'\n\
+         Press Ctrl-C to stop the cluster.",
+        cluster.urls[0],
+        dir.display(),
+        crate::synth::person(POPULATION_SEED, 0).id
     );
     crate::server::wait_for_signal().await;
     cluster.stop();

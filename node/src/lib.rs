@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod bench_query;
 pub mod chain;
 pub mod client;
 pub mod cluster;

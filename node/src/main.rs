@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use govchain_genesis::GenerateOptions;
 use govchain_ledger::{ChainId, TimestampMs};
-use govchain_node::{bench, demo, server, submit, verify};
+use govchain_node::{bench, bench_query, demo, server, submit, verify};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -79,6 +79,18 @@ enum Cmd {
         #[arg(long)]
         url: Option<String>,
     },
+    /// A signed GET of the node API (personal-data endpoints need a system account's key);
+    /// prints the JSON answer.
+    Query {
+        /// The node's API.
+        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        url: String,
+        /// Key file of the signing system account (e.g. keys/sysadmin.key).
+        #[arg(long)]
+        key: PathBuf,
+        /// Path under /api/v1 with its query, e.g. `persons/350102…` or `search?q=张伟`.
+        path: String,
+    },
     /// Start a local cluster of department nodes with sample data; Ctrl-C stops it.
     Demo {
         /// Cluster directory (recreated).
@@ -87,8 +99,11 @@ enum Cmd {
         /// Departments running validator nodes.
         #[arg(long, default_value_t = 4)]
         departments: usize,
-        /// Sample records per department.
-        #[arg(long, default_value_t = 500)]
+        /// Residents registered by node 1's department (household registration).
+        #[arg(long, default_value_t = 3000)]
+        persons: u64,
+        /// Records about them from each other department's person sources.
+        #[arg(long, default_value_t = 1000)]
         records: u64,
         /// API port base (node i on base + i).
         #[arg(long, default_value_t = 8700)]
@@ -145,6 +160,38 @@ enum BenchCmd {
         /// Also run every node's SQL projection (SQLite) during the benchmark.
         #[arg(long)]
         projection: bool,
+    },
+    /// Residents loaded through the chain into a projection, then concurrent signed queries
+    /// (person file, combined, fuzzy): load time and latency per query kind.
+    Query {
+        /// `sqlite` or `mysql://USER@HOST:PORT/DB` (an existing, empty database).
+        #[arg(long, default_value = "sqlite")]
+        db: String,
+        /// Residents to load.
+        #[arg(long, default_value_t = 100_000)]
+        persons: u64,
+        /// Concurrent query clients.
+        #[arg(long, default_value_t = 3000)]
+        concurrency: usize,
+        /// Seconds of querying.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Mean pause of a client between queries, in ms (0: back to back).
+        #[arg(long, default_value_t = 2000)]
+        think_ms: u64,
+        /// Records per SubmitRecords transaction during the load.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Validator processes.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// API port base (node i on base + i, p2p on base + 100 + i).
+        #[arg(long, default_value_t = 18900)]
+        base_port: u16,
+        /// Cluster directory: created and loaded if absent, reused (no new load) if it holds
+        /// this many residents.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Signatures, hashing, Merkle roots and synced block commits.
     Ledger {
@@ -252,6 +299,35 @@ fn main() -> anyhow::Result<()> {
                 projection,
             }))?;
         }
+        Cmd::Bench {
+            what:
+                BenchCmd::Query {
+                    db,
+                    persons,
+                    concurrency,
+                    duration,
+                    think_ms,
+                    batch,
+                    nodes,
+                    base_port,
+                    dir,
+                },
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(bench_query::run(bench_query::QueryBench {
+                db,
+                persons,
+                concurrency,
+                duration: std::time::Duration::from_secs(duration),
+                think_ms,
+                batch,
+                nodes,
+                base_port,
+                dir,
+            }))?;
+        }
         Cmd::Sim {
             scenario,
             validators,
@@ -282,16 +358,30 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Cmd::Query { url, key, path } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let key = govchain_ledger::Keypair::read_file(&key)?;
+            let client = govchain_node::client::Client::new(&url)?;
+            let path = govchain_node::client::encode_path(&path);
+            let (status, body) = rt.block_on(client.get_signed(&path, &key))?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            if status != 200 {
+                anyhow::bail!("the node answered {status}");
+            }
+        }
         Cmd::Demo {
             dir,
             departments,
+            persons,
             records,
             base_port,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(demo::run(&dir, departments, records, base_port))?;
+            rt.block_on(demo::run(&dir, departments, persons, records, base_port))?;
         }
     }
     Ok(())

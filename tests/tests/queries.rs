@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use govchain_api::auth::{sign_request, SIGNATURE_HEADER, TIME_HEADER};
 use govchain_api::projection::Projection;
-use govchain_node::client::{records_tx, Client};
+use govchain_node::client::{records_tx, urlencode, Client};
 use govchain_node::synth::Generator;
 use govchain_tests::{Net, NodeProc};
 use serde_json::Value;
@@ -120,6 +120,25 @@ fn run(db: Option<String>) {
         .iter()
         .any(|h| h["record"]["person_id"] == id.as_str()));
 
+    // A street fragment of the address finds it (and only addresses holding it).
+    let address = target.fields["hjdz"].clone();
+    let street: String = address
+        .split_once('区')
+        .map_or(address.as_str(), |(_, rest)| rest)
+        .chars()
+        .take(4)
+        .collect();
+    let (status, found) = get(&format!("search?q={}&limit=100", urlencode(&street)));
+    assert_eq!(status, 200, "{found}");
+    let hits = found["results"].as_array().unwrap();
+    assert!(
+        hits.iter().any(|h| h["record"]["person_id"] == id.as_str()),
+        "{street} did not find {address}: {found}"
+    );
+    assert!(hits
+        .iter()
+        .all(|h| h["value"].as_str().unwrap().contains(&street)));
+
     // Denials: no signature, a department's key, a bad signature, a replay, a stale time.
     let path = format!("persons/{id}");
     let full = format!("/api/v1/{path}");
@@ -167,6 +186,8 @@ fn run(db: Option<String>) {
     for (q, expect) in [
         ("search?q=%E5%BC%A0", "bad_query"),
         (&format!("search?q={}", "a".repeat(33)), "bad_query"),
+        ("search?q=abc", "query_too_short"),
+        ("search?q=12-3", "query_too_short"),
         ("search?q=ab&limit=0", "bad_limit"),
         ("search?q=ab&limit=101", "bad_limit"),
     ] {
@@ -348,10 +369,6 @@ fn run(db: Option<String>) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"].as_array().unwrap().len(), 0, "{body}");
     assert!(node.terminate(Duration::from_secs(30)));
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
 
 #[test]
