@@ -3,7 +3,8 @@
 //! signed by the genesis system administrator's key; none is open.
 //!
 //! A request carries three headers: `x-govchain-key` (hex public key), `x-govchain-time` (Unix
-//! ms) and `x-govchain-signature` (hex ed25519 signature over [`request_digest`]). The node
+//! ms), `x-govchain-signature` (hex ed25519 signature over [`request_digest`]) and optionally
+//! `x-govchain-nonce` (so identical requests in one millisecond differ). The node
 //! refuses a missing or malformed header, a time more than [`MAX_SKEW_MS`] from its clock, a
 //! signature that does not verify, a signature it has already seen (replay), and a key that is
 //! not the system administrator's.
@@ -27,8 +28,21 @@ pub const SIGNATURE_HEADER: &str = "x-govchain-signature";
 /// Largest accepted difference between a request's time and the node's clock.
 pub const MAX_SKEW_MS: u64 = 5 * 60 * 1000;
 
-/// What a system account signs: method, path with query, time and the body's hash.
-pub fn request_digest(method: &str, path_and_query: &str, time_ms: u64, body: &[u8]) -> Hash {
+/// Optional header with a client-chosen nonce (1–64 of `[A-Za-z0-9_-]`), so that a client
+/// sending the same request twice within one millisecond still signs two different requests.
+pub const NONCE_HEADER: &str = "x-govchain-nonce";
+/// Longest nonce.
+pub const MAX_NONCE_CHARS: usize = 64;
+
+/// What a system account signs: method, path with query, time, nonce (empty when absent) and
+/// the body's hash.
+pub fn request_digest(
+    method: &str,
+    path_and_query: &str,
+    time_ms: u64,
+    nonce: &str,
+    body: &[u8],
+) -> Hash {
     let body_hash = blake3::hash(body);
     hash_parts(
         Domain::Request,
@@ -38,12 +52,14 @@ pub fn request_digest(method: &str, path_and_query: &str, time_ms: u64, body: &[
             path_and_query.as_bytes(),
             b"\n",
             &time_ms.to_be_bytes(),
+            nonce.as_bytes(),
+            b"\n",
             body_hash.as_bytes(),
         ],
     )
 }
 
-/// The three headers of a request signed by `key` at `time_ms`.
+/// The three headers of a request signed by `key` at `time_ms` (no nonce).
 pub fn sign_request(
     key: &Keypair,
     method: &str,
@@ -51,10 +67,34 @@ pub fn sign_request(
     time_ms: u64,
     body: &[u8],
 ) -> [(&'static str, String); 3] {
-    let sig = key.sign(&request_digest(method, path_and_query, time_ms, body));
+    let sig = key.sign(&request_digest(method, path_and_query, time_ms, "", body));
     [
         (KEY_HEADER, key.public().to_hex()),
         (TIME_HEADER, time_ms.to_string()),
+        (SIGNATURE_HEADER, hex::encode(sig.0)),
+    ]
+}
+
+/// The four headers of a request signed by `key` at `time_ms` with `nonce`.
+pub fn sign_request_with_nonce(
+    key: &Keypair,
+    method: &str,
+    path_and_query: &str,
+    time_ms: u64,
+    nonce: &str,
+    body: &[u8],
+) -> [(&'static str, String); 4] {
+    let sig = key.sign(&request_digest(
+        method,
+        path_and_query,
+        time_ms,
+        nonce,
+        body,
+    ));
+    [
+        (KEY_HEADER, key.public().to_hex()),
+        (TIME_HEADER, time_ms.to_string()),
+        (NONCE_HEADER, nonce.to_string()),
         (SIGNATURE_HEADER, hex::encode(sig.0)),
     ]
 }
@@ -145,6 +185,23 @@ pub fn require_system_admin(
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .ok_or_else(|| unauthorized("bad_signature", "x-govchain-signature is not 64 hex bytes"))?;
     let sig = Signature(sig_bytes);
+    let nonce = match headers.get(NONCE_HEADER) {
+        None => "",
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|n| {
+                (1..=MAX_NONCE_CHARS).contains(&n.len())
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .ok_or_else(|| {
+                unauthorized(
+                    "bad_signature",
+                    format!("x-govchain-nonce must be 1-{MAX_NONCE_CHARS} of [A-Za-z0-9_-]"),
+                )
+            })?,
+    };
     if time.abs_diff(now_ms) > MAX_SKEW_MS {
         return Err(unauthorized(
             "stale_request",
@@ -156,7 +213,7 @@ pub fn require_system_admin(
     }
     crypto::verify(
         &key,
-        &request_digest(method, path_and_query, time, body),
+        &request_digest(method, path_and_query, time, nonce, body),
         &sig,
     )
     .map_err(|_| unauthorized("bad_signature", "the request signature does not verify"))?;
@@ -192,12 +249,13 @@ mod tests {
 
     #[test]
     fn the_digest_binds_method_path_time_and_body() {
-        let d = request_digest("GET", "/api/v1/persons/1", 5, b"");
+        let d = request_digest("GET", "/api/v1/persons/1", 5, "", b"");
         for other in [
-            request_digest("POST", "/api/v1/persons/1", 5, b""),
-            request_digest("GET", "/api/v1/persons/2", 5, b""),
-            request_digest("GET", "/api/v1/persons/1", 6, b""),
-            request_digest("GET", "/api/v1/persons/1", 5, b"x"),
+            request_digest("POST", "/api/v1/persons/1", 5, "", b""),
+            request_digest("GET", "/api/v1/persons/2", 5, "", b""),
+            request_digest("GET", "/api/v1/persons/1", 6, "", b""),
+            request_digest("GET", "/api/v1/persons/1", 5, "n1", b""),
+            request_digest("GET", "/api/v1/persons/1", 5, "", b"x"),
         ] {
             assert_ne!(d, other);
         }

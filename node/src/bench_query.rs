@@ -316,20 +316,20 @@ async fn drive(b: &QueryBench, node: &Client, admin: Keypair) -> anyhow::Result<
                 let pause = rng.random_range(0..think_ms);
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
-            let mut last_ms = 0;
+            let mut sent = 0u64;
             while Instant::now() < deadline {
                 // Half person files, a quarter each combined and fuzzy.
                 let kind = [Kind::Person, Kind::Person, Kind::Combined, Kind::Fuzzy]
                     [rng.random_range(0..4usize)];
                 let path = query_path(kind, &mut rng, persons);
-                // Each client signs at its own offset so no two signatures coincide.
-                let t = (crate::now_ms().0 - c as u64 % 60_000).max(last_ms + 1);
-                last_ms = t;
-                let headers = govchain_api::auth::sign_request(
+                // A nonce per (client, request): identical queries never share a signature.
+                sent += 1;
+                let headers = govchain_api::auth::sign_request_with_nonce(
                     &admin,
                     "GET",
                     &format!("/api/v1/{path}"),
-                    t,
+                    crate::now_ms().0,
+                    &format!("{c}-{sent}"),
                     b"",
                 );
                 let started = Instant::now();

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use govchain_api::auth::{sign_request, SIGNATURE_HEADER, TIME_HEADER};
+use govchain_api::auth::{sign_request, sign_request_with_nonce, SIGNATURE_HEADER, TIME_HEADER};
 use govchain_api::projection::Projection;
 use govchain_node::client::{records_tx, urlencode, Client};
 use govchain_node::synth::Generator;
@@ -164,6 +164,18 @@ fn run(db: Option<String>) {
     assert_eq!(status, 200);
     let (status, body) = rt.block_on(client.get_with(&path, &good)).unwrap();
     assert_eq!((status, code(&body)), (401, "replayed_request"), "{body}");
+    // Nonces: the same path at the same millisecond, signed twice with two nonces, is two
+    // requests; a malformed nonce is refused.
+    let t = now_ms();
+    for nonce in ["a-1", "a-2"] {
+        let h = sign_request_with_nonce(&admin, "GET", &full, t, nonce, b"");
+        let (status, body) = rt.block_on(client.get_with(&path, &h)).unwrap();
+        assert_eq!(status, 200, "{nonce}: {body}");
+    }
+    let mut h = sign_request_with_nonce(&admin, "GET", &full, t, "a-3", b"");
+    h[2].1 = "a 3;".into();
+    let (status, body) = rt.block_on(client.get_with(&path, &h)).unwrap();
+    assert_eq!((status, code(&body)), (401, "bad_signature"), "{body}");
     let stale = sign_request(&admin, "GET", &full, now_ms() - 10 * 60 * 1000, b"");
     let (status, body) = rt.block_on(client.get_with(&path, &stale)).unwrap();
     assert_eq!((status, code(&body)), (401, "stale_request"), "{body}");
