@@ -46,6 +46,9 @@ pub enum ProjectionError {
     /// The URL names no supported backend.
     #[error("unsupported database URL {0:?}: use sqlite://FILE or mysql://USER@HOST:PORT/DB")]
     UnsupportedUrl(String),
+    /// A server variable name that is not a lower-case identifier.
+    #[error("{0:?} is not a server variable name")]
+    BadName(String),
     /// A block is not the one after the cursor.
     #[error("projection is at height {at}; block {got} does not follow")]
     NotNext {
@@ -196,6 +199,19 @@ impl Projection {
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A server variable (`@@name`) as text; `name` must be a lower-case identifier.
+    pub async fn server_variable(&self, name: &str) -> Result<String, ProjectionError> {
+        if !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return Err(ProjectionError::BadName(name.to_string()));
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT CAST(@@{name} AS CHAR)"
+        )))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<String, _>(0)?)
     }
 
     /// The connection pool (for queries).

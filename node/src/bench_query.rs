@@ -93,6 +93,9 @@ pub async fn run(b: QueryBench) -> anyhow::Result<()> {
             _ => Some("off".into()),
         };
     };
+    if b.db.starts_with("mysql://") || b.db.starts_with("mariadb://") {
+        println!("  MySQL server: {}", mysql_settings(&b.db).await?);
+    }
     let mut cluster = match loaded {
         Some(n) if n == b.persons => {
             println!(
@@ -129,6 +132,25 @@ pub async fn run(b: QueryBench) -> anyhow::Result<()> {
     cluster.stop();
     report(&b, &figures);
     Ok(())
+}
+
+/// The server settings that decide bulk-load and query speed, for the report.
+async fn mysql_settings(url: &str) -> anyhow::Result<String> {
+    let p = govchain_api::projection::Projection::open(url)
+        .await
+        .with_context(|| format!("{url} (the database must exist)"))?;
+    let mut out = Vec::new();
+    for v in [
+        "version",
+        "innodb_buffer_pool_size",
+        "innodb_log_file_size",
+        "innodb_flush_log_at_trx_commit",
+    ] {
+        let value = p.server_variable(v).await?;
+        out.push(format!("{v}={value}"));
+    }
+    p.pool().close().await;
+    Ok(out.join(" "))
 }
 
 /// The department key of every node, by department id.
