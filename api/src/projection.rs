@@ -245,6 +245,7 @@ impl Projection {
                 .execute(&self.pool)
                 .await?;
         }
+        catalog::migrate(&self.pool, long, suffix).await?;
         Ok(())
     }
 
@@ -341,7 +342,7 @@ impl Projection {
     /// their content is equal.
     pub async fn digest(&self) -> Result<Hash, ProjectionError> {
         let mut h = Domain::Projection.hasher();
-        for (table, cols, order) in TABLES {
+        for (table, cols, order) in TABLES.iter().chain(catalog::TABLES) {
             let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
             let sql = format!("SELECT {} FROM {table} ORDER BY {order}", names.join(", "));
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -442,6 +443,10 @@ async fn apply_tx(tx: &mut SqlTx<'_>, height: Height, t: &SignedTx) -> Result<()
             let source = get_source(tx, height, &source).await?;
             put_records(tx, height, &source, &t.id().to_string(), &records).await
         }
+        k @ (TxKind::PutCatalogEntry { .. }
+        | TxKind::DeleteCatalogEntry(_)
+        | TxKind::PutMaterial { .. }
+        | TxKind::DeleteMaterial { .. }) => catalog::apply(tx, height, t, k).await,
         // Governance and evidence live in chain state only.
         TxKind::RegisterDepartment(_)
         | TxKind::ProposeValidatorChange(_)
@@ -685,5 +690,6 @@ fn record_ngrams(source: &DataSource, r: &Record) -> BTreeSet<(String, String)> 
     out
 }
 
+mod catalog;
 #[cfg(test)]
 mod tests;
