@@ -1,7 +1,7 @@
 //! The business catalog (DESIGN §6 "Catalog"; R-ARC-3, R-ARC-4, R-ARC-5, R-QRY-2…5): matter
 //! types (事项, approval items) with the data sources and fields each needs and its required
 //! materials; service categories (服务类别) with their display templates and export formats;
-//! and users' saved queries.
+//! and users' saved queries (defined in [`crate::saved_query`], re-exported here).
 //!
 //! This module owns the definitions and their stand-alone validation: ids, labels, named
 //! limits, and references into the data-source catalog (every source and field named must
@@ -14,9 +14,12 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{DataSource, FieldType, MAX_FIELDS, MAX_LABEL_LEN};
+use crate::catalog::{DataSource, MAX_FIELDS, MAX_LABEL_LEN};
 use crate::error::{invalid, TxError};
-use crate::records::{check_value, parse_date};
+pub use crate::saved_query::{
+    Condition, ConditionOp, SavedQuery, Shape, MAX_CONDITIONS, MAX_CONDITION_VALUE_CHARS,
+    MAX_QUERY_NAME_CHARS, MAX_SAVED_QUERIES_PER_OWNER,
+};
 
 /// Longest id of a matter type, material, category, template or export format (ASCII).
 pub const MAX_ENTRY_ID_LEN: usize = 32;
@@ -32,15 +35,6 @@ pub const MAX_COLUMNS: usize = 64;
 pub const MAX_TEMPLATES_PER_CATEGORY: usize = 32;
 /// Most export formats of one category.
 pub const MAX_FORMATS_PER_CATEGORY: usize = 32;
-/// Most saved queries of one owner.
-pub const MAX_SAVED_QUERIES_PER_OWNER: usize = 100;
-/// Longest saved-query name, in characters.
-pub const MAX_QUERY_NAME_CHARS: usize = 64;
-/// Most conditions of a saved query.
-pub const MAX_CONDITIONS: usize = 16;
-/// Longest condition value, in characters (the projection indexes values up to this length).
-pub const MAX_CONDITION_VALUE_CHARS: usize = 191;
-
 /// The fields a matter type or category takes from one data source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,55 +141,6 @@ pub struct ExportFormat {
     pub columns: Vec<Column>,
 }
 
-/// A condition operator, as in `GET /api/v1/records`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConditionOp {
-    /// Equal.
-    Eq,
-    /// At least (dates and text).
-    From,
-    /// At most (dates and text).
-    To,
-}
-
-/// One condition of a saved query.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Condition {
-    /// The operator.
-    pub op: ConditionOp,
-    /// The field name.
-    pub field: String,
-    /// The value compared with.
-    pub value: String,
-}
-
-/// Results of a saved query shaped by a category's display template.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Shape {
-    /// The category.
-    pub category: String,
-    /// The display template within it.
-    pub template: String,
-}
-
-/// A named combination of conditions on one source, saved by a user (its owner is the key that
-/// signed it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SavedQuery {
-    /// Name, unique per owner (free text).
-    pub name: String,
-    /// The data source queried.
-    pub source: String,
-    /// All must hold.
-    pub conditions: Vec<Condition>,
-    /// Optional shaping of the results.
-    pub shape: Option<Shape>,
-}
-
 /// Any catalog entry a `PutCatalogEntry` transaction adds or replaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -286,7 +231,12 @@ pub fn check_entry_id(what: &str, id: &str) -> Result<(), TxError> {
 
 /// Validates free text: no control characters, at most `max` characters, and not blank unless
 /// `may_be_empty`.
-fn check_text(what: &str, s: &str, max: usize, may_be_empty: bool) -> Result<(), TxError> {
+pub(crate) fn check_text(
+    what: &str,
+    s: &str,
+    max: usize,
+    may_be_empty: bool,
+) -> Result<(), TxError> {
     let n = s.chars().count();
     if n > max {
         return Err(invalid(
@@ -303,14 +253,14 @@ fn check_text(what: &str, s: &str, max: usize, may_be_empty: bool) -> Result<(),
     Ok(())
 }
 
-fn check_count(what: &'static str, got: usize, max: usize) -> Result<(), TxError> {
+pub(crate) fn check_count(what: &'static str, got: usize, max: usize) -> Result<(), TxError> {
     if got > max {
         return Err(TxError::TooLarge { what, got, max });
     }
     Ok(())
 }
 
-fn source_of(lookup: &SourceLookup<'_>, id: &str) -> Result<DataSource, TxError> {
+pub(crate) fn source_of(lookup: &SourceLookup<'_>, id: &str) -> Result<DataSource, TxError> {
     lookup(id)?.ok_or_else(|| TxError::NotFound {
         what: "data source",
         id: id.to_string(),
@@ -445,57 +395,6 @@ pub fn check_columns(category: &ServiceCategory, columns: &[Column]) -> Result<(
         ));
     }
     Ok(())
-}
-
-impl Condition {
-    /// Checks the condition against its source, as `GET /api/v1/records` does: the field
-    /// exists; ranges only on fields ordered as text (dates, date-times, text, national IDs,
-    /// phones); a date bound is a date; an equality value fits the field's type.
-    pub fn check(&self, source: &DataSource) -> Result<(), TxError> {
-        let f = source.field(&self.field).ok_or_else(|| TxError::NotFound {
-            what: "field",
-            id: format!("{}.{}", source.id, self.field),
-        })?;
-        let what = format!("condition on {}", self.field);
-        check_text(&what, &self.value, MAX_CONDITION_VALUE_CHARS, false)?;
-        let ordered = matches!(
-            f.ty,
-            FieldType::Date
-                | FieldType::DateTime
-                | FieldType::Text
-                | FieldType::PersonId
-                | FieldType::Phone
-        );
-        let result = match self.op {
-            ConditionOp::Eq => check_value(&f.ty, &self.value),
-            ConditionOp::From | ConditionOp::To if !ordered => {
-                Err("ranges work on dates and text only".to_string())
-            }
-            ConditionOp::From | ConditionOp::To if f.ty == FieldType::Date => {
-                parse_date(&self.value).map(|_| ())
-            }
-            ConditionOp::From | ConditionOp::To => Ok(()),
-        };
-        result.map_err(|e| invalid(what, format!("{:?} {e}", self.value)))
-    }
-}
-
-impl SavedQuery {
-    /// Checks the name, that the source exists, and every condition against it. The shape's
-    /// category and template are checked against state by execution.
-    pub fn validate(&self, lookup: &SourceLookup<'_>) -> Result<DataSource, TxError> {
-        check_text("query name", &self.name, MAX_QUERY_NAME_CHARS, false)?;
-        let source = source_of(lookup, &self.source)?;
-        check_count("conditions", self.conditions.len(), MAX_CONDITIONS)?;
-        for c in &self.conditions {
-            c.check(&source)?;
-        }
-        if let Some(s) = &self.shape {
-            check_entry_id("category", &s.category)?;
-            check_entry_id("template", &s.template)?;
-        }
-        Ok(source)
-    }
 }
 
 impl DisplayTemplate {

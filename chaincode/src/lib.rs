@@ -27,6 +27,7 @@ pub mod keys;
 pub mod kinds;
 pub mod person;
 pub mod records;
+pub mod saved_query;
 
 pub use error::TxError;
 pub use exec::{execute_block, BlockContext, BlockOutcome};
