@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod catalog_cli;
 pub mod chain;
 pub mod client;
 pub mod cluster;

@@ -111,6 +111,7 @@ fn keys(v: &Value) -> Vec<String> {
 struct Api<'a> {
     net: &'a Net,
     client: Client,
+    client_url: String,
     rt: tokio::runtime::Runtime,
     admin: Keypair,
     /// A person with records in several sources (used to see the projection's height).
@@ -250,6 +251,7 @@ fn run(db: Option<String>, fresh_url: &str) {
     let mut api = Api {
         net: &net,
         client: Client::new(&node.url).unwrap(),
+        client_url: node.url.clone(),
         rt: tokio::runtime::Runtime::new().unwrap(),
         admin: net.key("sysadmin"),
         person: String::new(),
@@ -374,12 +376,32 @@ fn matter_types_and_materials(api: &Api<'_>, id: &str, name: &str, address: &str
     );
 
     // Materials one at a time (R-ARC-5): add, modify, delete, list.
+    // This one through the command line: `govchain catalog --file --key --url`.
     let photo = material("zp", "近期照片", false, EVIL);
-    api.commit(TxKind::PutMaterial {
+    let kind = TxKind::PutMaterial {
         mode: PutMode::Add,
         matter: "jhdj".into(),
         material: photo.clone(),
-    });
+    };
+    let file = api.net.dir.path().join("material.json");
+    std::fs::write(&file, serde_json::to_string(&kind).unwrap()).unwrap();
+    let out = std::process::Command::new(govchain_tests::govchain_bin())
+        .arg("catalog")
+        .arg("--file")
+        .arg(&file)
+        .arg("--key")
+        .arg(api.net.dir.path().join("keys/sysadmin.key"))
+        .args(["--url", &api.client_url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let height: u64 = stdout.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    api.settle(height);
     let copy = material("hkb", "户口簿复印件", false, "复印件即可");
     api.commit(TxKind::PutMaterial {
         mode: PutMode::Replace,
