@@ -54,7 +54,9 @@ impl From<TxError> for ApiError {
             TxError::UnknownKind(_) | TxError::Malformed(_) | TxError::WrongChain { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            TxError::Replay { .. } | TxError::AlreadyExists { .. } => StatusCode::CONFLICT,
+            TxError::Replay { .. } | TxError::AlreadyExists { .. } | TxError::InUse { .. } => {
+                StatusCode::CONFLICT
+            }
             TxError::Unauthorized { .. } => StatusCode::FORBIDDEN,
             TxError::NotFound { .. }
             | TxError::Invalid { .. }

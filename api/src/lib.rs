@@ -8,10 +8,14 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod catalog;
 pub mod error;
+pub mod export;
+pub mod matters;
 pub mod projection;
 pub mod query;
 pub mod routes;
+pub mod shaping;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

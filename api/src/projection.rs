@@ -29,6 +29,7 @@ pub const MAX_NGRAM_VALUE_CHARS: usize = 64;
 /// gigabytes, and inserts into its B-tree touch pages all over it.
 const SQLITE_CACHE_KIB: u64 = 256 * 1024;
 
+mod catalog;
 mod grams;
 mod records;
 
@@ -273,6 +274,7 @@ impl Projection {
                 .execute(&self.pool)
                 .await?;
         }
+        catalog::migrate(&self.pool, long, suffix).await?;
         Ok(())
     }
 
@@ -369,7 +371,7 @@ impl Projection {
     /// their content is equal.
     pub async fn digest(&self) -> Result<Hash, ProjectionError> {
         let mut h = Domain::Projection.hasher();
-        for (table, cols, order) in TABLES {
+        for (table, cols, order) in TABLES.iter().chain(catalog::TABLES) {
             let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
             let sql = format!("SELECT {} FROM {table} ORDER BY {order}", names.join(", "));
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -516,6 +518,10 @@ async fn apply_tx(tx: &mut SqlTx<'_>, height: Height, t: &SignedTx) -> Result<()
             let source = get_source(tx, height, &source).await?;
             records::put_records(tx, height, &source, &t.id().to_string(), &records).await
         }
+        k @ (TxKind::PutCatalogEntry { .. }
+        | TxKind::DeleteCatalogEntry(_)
+        | TxKind::PutMaterial { .. }
+        | TxKind::DeleteMaterial { .. }) => catalog::apply(tx, height, t, k).await,
         // Governance and evidence live in chain state only.
         TxKind::RegisterDepartment(_)
         | TxKind::ProposeValidatorChange(_)

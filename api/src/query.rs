@@ -22,7 +22,11 @@ pub const MAX_LIMIT: usize = 100;
 /// Most index candidates examined for one search.
 const MAX_CANDIDATES: i64 = 20_000;
 
-fn authorize(ctx: &ApiContext, headers: &HeaderMap, uri: &Uri) -> Result<Projection, ApiError> {
+pub(crate) fn authorize(
+    ctx: &ApiContext,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Projection, ApiError> {
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     require_system_admin(
         &ctx.store,
@@ -42,11 +46,11 @@ fn authorize(ctx: &ApiContext, headers: &HeaderMap, uri: &Uri) -> Result<Project
     })
 }
 
-fn db_error(e: sqlx::Error) -> ApiError {
+pub(crate) fn db_error(e: sqlx::Error) -> ApiError {
     ApiError::internal(format!("projection query: {e}"))
 }
 
-fn record_json(r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
+pub(crate) fn record_json(r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
     let get_s = |i: usize| r.try_get::<String, _>(i).map_err(db_error);
     let get_i = |i: usize| r.try_get::<i64, _>(i).map_err(db_error);
     let fields: Value = serde_json::from_str(&get_s(5)?).map_err(ApiError::internal)?;
@@ -62,7 +66,7 @@ fn record_json(r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
     }))
 }
 
-const RECORD_COLUMNS: &str =
+pub(crate) const RECORD_COLUMNS: &str =
     "source, record_key, version, department, tx_id, fields, height, person_id";
 
 /// `GET /api/v1/persons/{id}`: the person file.
@@ -374,21 +378,7 @@ async fn combined(
                 .map_err(|e| bad_query("bad_value", format!("{field}: {value:?} {e}")))?;
         }
     }
-    let (sql, binds) = combined_sql(&source, conds);
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for b in binds {
-        q = q.bind(b);
-    }
-    let rows = q
-        .bind(page_size as i64)
-        .bind(((page - 1) * page_size) as i64)
-        .fetch_all(projection.pool())
-        .await
-        .map_err(db_error)?;
-    let results = rows
-        .iter()
-        .map(record_json)
-        .collect::<Result<Vec<_>, _>>()?;
+    let results = matching_records(&projection, &source, &conds, page, page_size).await?;
     if let Some(cols) = &columns {
         if let Some(bad) = cols.iter().find(|c| def.field(c).is_none()) {
             return Err(bad_query(
@@ -405,6 +395,29 @@ async fn combined(
         columns,
         results,
     })
+}
+
+/// One page of the current records of `source` matching every condition `(op, field, value)`
+/// (`op` is `=`, `>=` or `<=`; fields and values are bound), by record key, as JSON.
+pub(crate) async fn matching_records(
+    projection: &Projection,
+    source: &str,
+    conds: &[(&'static str, String, String)],
+    page: usize,
+    page_size: usize,
+) -> Result<Vec<Value>, ApiError> {
+    let (sql, binds) = combined_sql(source, conds.to_vec());
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        q = q.bind(b);
+    }
+    let rows = q
+        .bind(page_size as i64)
+        .bind(((page - 1) * page_size) as i64)
+        .fetch_all(projection.pool())
+        .await
+        .map_err(db_error)?;
+    rows.iter().map(record_json).collect()
 }
 
 /// The SQL of a combined query over `source` and its bound values (before LIMIT and OFFSET).
@@ -475,91 +488,47 @@ pub async fn export(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
     let c = combined(&ctx, &headers, &uri, true).await?;
+    let kind = crate::export::FileKind::parse(c.format.as_deref().unwrap_or("csv"))?;
     let columns: Vec<String> = c
         .columns
         .clone()
         .unwrap_or_else(|| c.source.fields.iter().map(|f| f.name.clone()).collect());
-    let (content_type, body) = match c.format.as_deref().unwrap_or("csv") {
-        "csv" => {
-            let mut w = csv::Writer::from_writer(b"\xEF\xBB\xBF".to_vec());
-            let labels = columns.iter().map(|n| {
-                c.source
-                    .field(n)
-                    .map_or(n.clone(), |f| format!("{}({n})", f.label))
-            });
-            w.write_record(labels).map_err(ApiError::internal)?;
-            for r in &c.results {
-                let row = columns
-                    .iter()
-                    .map(|n| r["fields"][n].as_str().unwrap_or_default().to_string());
-                w.write_record(row).map_err(ApiError::internal)?;
-            }
-            let bytes = w.into_inner().map_err(ApiError::internal)?;
-            ("text/csv; charset=utf-8", bytes)
-        }
-        "json" => {
-            let rows: Vec<Value> = c
-                .results
+    let headers = columns
+        .iter()
+        .map(|n| {
+            c.source
+                .field(n)
+                .map_or(n.clone(), |f| format!("{}({n})", f.label))
+        })
+        .collect();
+    let rows = c
+        .results
+        .iter()
+        .map(|r| {
+            columns
                 .iter()
-                .map(|r| {
-                    let fields: serde_json::Map<String, Value> = columns
-                        .iter()
-                        .map(|n| (n.clone(), r["fields"][n].clone()))
-                        .collect();
-                    json!({"record_key": r["record_key"], "version": r["version"], "fields": fields})
-                })
-                .collect();
-            let doc = json!({"source": c.source.id, "columns": columns, "rows": rows});
-            (
-                "application/json",
-                serde_json::to_vec(&doc).map_err(ApiError::internal)?,
-            )
-        }
-        "xlsx" => (
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            xlsx(&c, &columns)?,
-        ),
-        other => {
-            return Err(bad_query(
-                "bad_format",
-                format!("format {other:?}: csv, json or xlsx"),
-            ))
-        }
+                .map(|n| r["fields"][n].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .collect();
+    let sheet = crate::export::Sheet {
+        name: c.source.id.clone(),
+        headers,
+        rows,
     };
-    let digest = blake3::hash(&body).to_hex().to_string();
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, content_type.to_string()),
-            (
-                axum::http::HeaderName::from_static("x-govchain-digest"),
-                digest,
-            ),
-        ],
-        body,
-    )
-        .into_response())
-}
-
-/// The rows as an XLSX workbook: one sheet named after the source, a header row of labels.
-fn xlsx(c: &Combined, columns: &[String]) -> Result<Vec<u8>, ApiError> {
-    let mut book = rust_xlsxwriter::Workbook::new();
-    let sheet = book.add_worksheet();
-    let err = |e: rust_xlsxwriter::XlsxError| ApiError::internal(format!("xlsx: {e}"));
-    sheet.set_name(c.source.id.replace('.', "_")).map_err(err)?;
-    for (j, n) in columns.iter().enumerate() {
-        let label = c
-            .source
-            .field(n)
-            .map_or(n.clone(), |f| format!("{}({n})", f.label));
-        sheet.write_string(0, j as u16, label).map_err(err)?;
-    }
-    for (i, r) in c.results.iter().enumerate() {
-        for (j, n) in columns.iter().enumerate() {
-            let v = r["fields"][n].as_str().unwrap_or_default();
-            sheet.write_string(i as u32 + 1, j as u16, v).map_err(err)?;
-        }
-    }
-    book.save_to_buffer().map_err(err)
+    crate::export::render(kind, &sheet, || {
+        let rows: Vec<Value> = c
+            .results
+            .iter()
+            .map(|r| {
+                let fields: serde_json::Map<String, Value> = columns
+                    .iter()
+                    .map(|n| (n.clone(), r["fields"][n].clone()))
+                    .collect();
+                json!({"record_key": r["record_key"], "version": r["version"], "fields": fields})
+            })
+            .collect();
+        json!({"source": c.source.id, "columns": columns, "rows": rows})
+    })
 }

@@ -33,6 +33,30 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/search", get(crate::query::search))
         .route("/api/v1/records", get(crate::query::records))
         .route("/api/v1/records/export", get(crate::query::export))
+        .route("/api/v1/matters", get(crate::catalog::list_matters))
+        .route("/api/v1/matters/{id}", get(crate::catalog::get_matter))
+        .route(
+            "/api/v1/matters/{id}/materials",
+            get(crate::catalog::list_materials),
+        )
+        .route("/api/v1/matters/{id}/extract", get(crate::matters::extract))
+        .route(
+            "/api/v1/persons/{id}/matters/{matter}",
+            get(crate::matters::matter_file),
+        )
+        .route("/api/v1/categories", get(crate::catalog::list_categories))
+        .route("/api/v1/categories/{id}", get(crate::catalog::get_category))
+        .route(
+            "/api/v1/categories/{id}/export",
+            get(crate::shaping::export),
+        )
+        .route(
+            "/api/v1/persons/{id}/categories/{cat}",
+            get(crate::shaping::person_summary),
+        )
+        .route("/api/v1/queries", get(crate::catalog::list_queries))
+        .route("/api/v1/queries/run", get(crate::shaping::run_query))
+        .route("/api/v1/catalog/changes", get(crate::catalog::list_changes))
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
@@ -54,7 +78,19 @@ pub fn router(ctx: ApiContext) -> Router {
         crate::query::person_file,
         crate::query::search,
         crate::query::records,
-        crate::query::export
+        crate::query::export,
+        crate::catalog::list_matters,
+        crate::catalog::get_matter,
+        crate::catalog::list_materials,
+        crate::matters::extract,
+        crate::matters::matter_file,
+        crate::catalog::list_categories,
+        crate::catalog::get_category,
+        crate::shaping::export,
+        crate::shaping::person_summary,
+        crate::catalog::list_queries,
+        crate::shaping::run_query,
+        crate::catalog::list_changes
     )
 )]
 pub struct ApiDoc;

@@ -69,6 +69,16 @@ pub enum TxError {
         /// Why.
         reason: String,
     },
+    /// The entry is still referenced by others and cannot be removed or narrowed.
+    #[error("{what} {id:?} is in use by {by}")]
+    InUse {
+        /// Entity kind.
+        what: &'static str,
+        /// Its id.
+        id: String,
+        /// What refers to it.
+        by: String,
+    },
     /// A size limit was exceeded.
     #[error("{what}: {got} exceeds the limit of {max}")]
     TooLarge {
@@ -98,6 +108,7 @@ impl TxError {
             TxError::Invalid { .. } => "invalid_field",
             TxError::InvalidRecord { .. } => "invalid_record",
             TxError::TooLarge { .. } => "too_large",
+            TxError::InUse { .. } => "in_use",
             TxError::State(_) => "state_unavailable",
         }
     }

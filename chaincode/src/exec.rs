@@ -13,6 +13,7 @@ use govchain_ledger::{
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{self, KeyRole};
+use crate::business_exec;
 use crate::catalog::{DataSource, Department};
 use crate::error::{invalid, TxError};
 use crate::evidence::{StoredEvidence, VoteEquivocation};
@@ -67,7 +68,7 @@ pub fn execute_block(view: &dyn StateView, ctx: &BlockContext, txs: &[SignedTx])
     }
 }
 
-fn get<T: serde::de::DeserializeOwned>(
+pub(crate) fn get<T: serde::de::DeserializeOwned>(
     view: &dyn StateView,
     key: &[u8],
 ) -> Result<Option<T>, TxError> {
@@ -106,6 +107,16 @@ pub fn execute_tx(o: &mut Overlay<'_>, ctx: &BlockContext, tx: &SignedTx) -> Res
             submit_records(o, ctx, tx.id(), tx, &source, records)?
         }
         TxKind::ReportEquivocation(e) => report_equivocation(o, ctx, tx, e)?,
+        TxKind::PutCatalogEntry { mode, entry } => business_exec::put_entry(o, tx, mode, entry)?,
+        TxKind::DeleteCatalogEntry(r) => business_exec::delete_entry(o, tx, r)?,
+        TxKind::PutMaterial {
+            mode,
+            matter,
+            material,
+        } => business_exec::put_material(o, tx, mode, &matter, material)?,
+        TxKind::DeleteMaterial { matter, id } => {
+            business_exec::delete_material(o, tx, &matter, &id)?
+        }
     }
     o.writes.put(nonce_key, Vec::new());
     Ok(())

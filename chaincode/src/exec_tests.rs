@@ -36,9 +36,9 @@ const DEPTS: [&str; 4] = ["gaj", "mzj", "rsj", "bdc"];
 /// A department registered after genesis (it has no validator at first).
 const NEW_DEPT: &str = "scjg";
 /// 户籍: keyed by the person id itself.
-const HJXX: &str = "gaj.hjxx";
+pub(crate) const HJXX: &str = "gaj.hjxx";
 /// 婚姻登记: keyed by the certificate number, about a person.
-const HYDJ: &str = "mzj.hydj";
+pub(crate) const HYDJ: &str = "mzj.hydj";
 /// The block time chaincode sees at height 1.
 const GENESIS_TIME_MS: u64 = 1_700_000_000_000;
 
@@ -50,12 +50,12 @@ fn chain_id() -> ChainId {
     ChainId::new(CHAIN).unwrap()
 }
 
-fn sysadmin() -> Keypair {
+pub(crate) fn sysadmin() -> Keypair {
     Keypair::from_seed([1; 32])
 }
 
 /// A key no role was ever given to.
-fn outsider() -> Keypair {
+pub(crate) fn outsider() -> Keypair {
     Keypair::from_seed([99; 32])
 }
 
@@ -70,11 +70,11 @@ fn dept_seed(dept: &str) -> u8 {
     }
 }
 
-fn admin(dept: &str) -> Keypair {
+pub(crate) fn admin(dept: &str) -> Keypair {
     Keypair::from_seed([dept_seed(dept); 32])
 }
 
-fn node(dept: &str) -> Keypair {
+pub(crate) fn node(dept: &str) -> Keypair {
     Keypair::from_seed([dept_seed(dept) + 1; 32])
 }
 
@@ -211,15 +211,15 @@ fn apply(state: &mut State, writes: &WriteSet) {
 }
 
 /// A chain at some height: committed state, app hash, and a nonce counter for new transactions.
-struct Chain {
-    state: State,
+pub(crate) struct Chain {
+    pub(crate) state: State,
     height: u64,
     app_hash: Hash,
     next_nonce: u64,
 }
 
 impl Chain {
-    fn genesis() -> Self {
+    pub(crate) fn genesis() -> Self {
         let (writes, app_hash) = initial_state().writes().expect("the fixture is valid");
         let mut state = State::new();
         apply(&mut state, &writes);
@@ -231,7 +231,7 @@ impl Chain {
         }
     }
 
-    fn ctx(&self) -> BlockContext {
+    pub(crate) fn ctx(&self) -> BlockContext {
         BlockContext {
             chain_id: chain_id(),
             height: Height(self.height + 1),
@@ -240,18 +240,18 @@ impl Chain {
     }
 
     /// A transaction with a fresh nonce.
-    fn tx(&mut self, key: &Keypair, kind: &TxKind) -> SignedTx {
+    pub(crate) fn tx(&mut self, key: &Keypair, kind: &TxKind) -> SignedTx {
         self.next_nonce += 1;
         sign_for(chain_id(), key, self.next_nonce, kind)
     }
 
     /// Executes the next block without committing it.
-    fn execute(&self, txs: &[SignedTx]) -> BlockOutcome {
+    pub(crate) fn execute(&self, txs: &[SignedTx]) -> BlockOutcome {
         execute_block(&self.state, &self.ctx(), txs)
     }
 
     /// Executes and commits the next block.
-    fn commit(&mut self, txs: &[SignedTx]) -> BlockOutcome {
+    pub(crate) fn commit(&mut self, txs: &[SignedTx]) -> BlockOutcome {
         let out = self.execute(txs);
         assert_eq!(out.results.len(), txs.len());
         apply(&mut self.state, &out.writes);
@@ -261,30 +261,30 @@ impl Chain {
     }
 
     /// Commits a block of one transaction and returns its result.
-    fn commit_one(&mut self, key: &Keypair, kind: TxKind) -> Result<(), TxError> {
+    pub(crate) fn commit_one(&mut self, key: &Keypair, kind: TxKind) -> Result<(), TxError> {
         let tx = self.tx(key, &kind);
         let mut out = self.commit(&[tx]);
         out.results.remove(0)
     }
 
-    fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Option<T> {
+    pub(crate) fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Option<T> {
         self.state
             .get(key)
             .map(|b| codec::decode(b, codec::MAX_DECODE_BYTES).expect("state values decode"))
     }
 
-    fn validators(&self) -> ValidatorSet {
+    pub(crate) fn validators(&self) -> ValidatorSet {
         self.read(keys::VALIDATORS).expect("a validator set")
     }
 
-    fn stored(&self, source: &str, record_key: &str) -> StoredRecord {
+    pub(crate) fn stored(&self, source: &str, record_key: &str) -> StoredRecord {
         self.read(&keys::record(source, record_key))
             .expect("the record is stored")
     }
 }
 
 /// Asserts that the refused `tx` left nothing in `out`: not its nonce, not any of `keys`.
-fn assert_left_nothing(out: &BlockOutcome, tx: &SignedTx, keys: &[Vec<u8>]) {
+pub(crate) fn assert_left_nothing(out: &BlockOutcome, tx: &SignedTx, keys: &[Vec<u8>]) {
     let nonce = keys::nonce(&tx.body.signer, tx.body.nonce);
     assert!(
         out.writes.pending(&nonce).is_none(),
@@ -299,7 +299,7 @@ fn assert_left_nothing(out: &BlockOutcome, tx: &SignedTx, keys: &[Vec<u8>]) {
     }
 }
 
-fn is_unauthorized(r: &Result<(), TxError>) -> bool {
+pub(crate) fn is_unauthorized(r: &Result<(), TxError>) -> bool {
     matches!(r, Err(TxError::Unauthorized { .. }))
 }
 

@@ -60,3 +60,33 @@ pub fn evidence(offence: &govchain_ledger::Hash) -> Vec<u8> {
 
 /// Number of registered departments.
 pub const DEPT_COUNT: &[u8] = b"dept_count";
+
+/// A matter type (with its materials).
+pub fn matter_type(id: &str) -> Vec<u8> {
+    [b"matter/", id.as_bytes()].concat()
+}
+
+/// A service category with the ids of its templates and formats.
+pub fn category(id: &str) -> Vec<u8> {
+    [b"category/", id.as_bytes()].concat()
+}
+
+/// A display template of a category.
+pub fn template(category: &str, id: &str) -> Vec<u8> {
+    [b"template/", category.as_bytes(), b"/", id.as_bytes()].concat()
+}
+
+/// An export format of a category.
+pub fn export_format(category: &str, id: &str) -> Vec<u8> {
+    [b"format/", category.as_bytes(), b"/", id.as_bytes()].concat()
+}
+
+/// A saved query: the owner's key (fixed 32 bytes) then the name, so names may hold any text.
+pub fn saved_query(owner: &PublicKey, name: &str) -> Vec<u8> {
+    [&b"query/"[..], owner.as_bytes(), name.as_bytes()].concat()
+}
+
+/// Number of saved queries of an owner.
+pub fn saved_query_count(owner: &PublicKey) -> Vec<u8> {
+    [&b"query_count/"[..], owner.as_bytes()].concat()
+}

@@ -6,6 +6,7 @@
 use govchain_ledger::{codec, PublicKey, MAX_TX_BYTES};
 use serde::{Deserialize, Serialize};
 
+use crate::business::{CatalogEntry, EntryRef, Material, PutMode};
 use crate::catalog::{DataSource, Department};
 use crate::error::TxError;
 use crate::evidence::VoteEquivocation;
@@ -53,11 +54,38 @@ pub enum TxKind {
     },
     /// Reports a validator that signed two conflicting votes (any validator).
     ReportEquivocation(VoteEquivocation),
+    /// Adds or replaces a business-catalog entry (R-ARC-4, R-QRY-2…5): a matter type, category,
+    /// display template or export format (system administrator) or the signer's own saved query
+    /// (any registered key).
+    PutCatalogEntry {
+        /// Add (refused if it exists) or replace (refused if it does not).
+        mode: PutMode,
+        /// The complete definition.
+        entry: CatalogEntry,
+    },
+    /// Deletes a business-catalog entry (as [`TxKind::PutCatalogEntry`] for who may sign).
+    DeleteCatalogEntry(EntryRef),
+    /// Adds or replaces one material of a matter type (R-ARC-5; system administrator).
+    PutMaterial {
+        /// Add (appended to the checklist) or replace (in place).
+        mode: PutMode,
+        /// The matter type.
+        matter: String,
+        /// The material.
+        material: Material,
+    },
+    /// Deletes one material of a matter type (R-ARC-5; system administrator).
+    DeleteMaterial {
+        /// The matter type.
+        matter: String,
+        /// The material's id.
+        id: String,
+    },
 }
 
 impl TxKind {
     /// Number of variants; an encoded variant index at or above it is an unknown kind.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 10;
 
     /// Canonical bytes (a ledger transaction's payload).
     pub fn encode(&self) -> Vec<u8> {
@@ -86,6 +114,10 @@ impl TxKind {
             TxKind::RegisterSource(_) => "register_source",
             TxKind::SubmitRecords { .. } => "submit_records",
             TxKind::ReportEquivocation(_) => "report_equivocation",
+            TxKind::PutCatalogEntry { .. } => "put_catalog_entry",
+            TxKind::DeleteCatalogEntry(_) => "delete_catalog_entry",
+            TxKind::PutMaterial { .. } => "put_material",
+            TxKind::DeleteMaterial { .. } => "delete_material",
         }
     }
 }
@@ -97,19 +129,10 @@ mod tests {
     #[test]
     fn variant_count_matches_the_enum() {
         // The last variant encodes with tag COUNT - 1.
-        let vote = govchain_ledger::Vote {
-            chain_id: govchain_ledger::ChainId::new("c").unwrap(),
-            height: govchain_ledger::Height(1),
-            round: govchain_ledger::Round(0),
-            kind: govchain_ledger::VoteKind::Prevote,
-            block_hash: None,
+        let k = TxKind::DeleteMaterial {
+            matter: "hyjh".into(),
+            id: "sfz".into(),
         };
-        let sig = govchain_ledger::Signature([0; 64]);
-        let k = TxKind::ReportEquivocation(VoteEquivocation {
-            validator: PublicKey([1; 32]),
-            a: (vote.clone(), sig),
-            b: (vote, sig),
-        });
         assert_eq!(k.encode()[..4], (TxKind::COUNT - 1).to_le_bytes());
         assert_eq!(TxKind::decode(&k.encode()).unwrap(), k);
     }

@@ -2,7 +2,9 @@
 //!
 //! It decodes transaction kinds ([`kinds`]), checks who may sign each ([`auth`]), validates data
 //! records against the catalog ([`catalog`], [`person`]), executes a block into a sorted write set
-//! ([`exec`]) and chains the app hash ([`app_hash`]).
+//! ([`exec`]) and chains the app hash ([`app_hash`]). The business catalog — matter types,
+//! materials, service categories, display templates, export formats, saved queries — is
+//! [`business`] (definitions) and [`business_exec`] (execution).
 //!
 //! It never does IO, reads no clock and draws no randomness: time comes from the block header.
 #![forbid(unsafe_code)]
@@ -10,6 +12,10 @@
 
 pub mod app_hash;
 pub mod auth;
+pub mod business;
+pub mod business_exec;
+#[cfg(test)]
+mod business_tests;
 pub mod catalog;
 pub mod error;
 pub mod evidence;
@@ -21,6 +27,7 @@ pub mod keys;
 pub mod kinds;
 pub mod person;
 pub mod records;
+pub mod saved_query;
 
 pub use error::TxError;
 pub use exec::{execute_block, BlockContext, BlockOutcome};

@@ -57,7 +57,8 @@ pub struct ValidRecord {
     pub person: Option<PersonId>,
 }
 
-fn check_value(ty: &FieldType, v: &str) -> Result<(), String> {
+/// Checks one non-empty value against its field type; the error says what is wrong with it.
+pub fn check_value(ty: &FieldType, v: &str) -> Result<(), String> {
     let num = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     match ty {
         FieldType::Text => Ok(()),

@@ -115,6 +115,44 @@ impl Client {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// Posts a transaction and waits for its commit; returns the HTTP status and JSON answer
+    /// whatever they are (a refusal's `{error: {code, message}}` included).
+    pub async fn submit_status(&self, tx: &SignedTx) -> anyhow::Result<(u16, serde_json::Value)> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/txs?wait=commit", self.base))
+            .header("content-type", "application/octet-stream")
+            .body(tx.encode())
+            .send()
+            .await
+            .context("posting transaction")?;
+        let status = r.status().as_u16();
+        Ok((status, serde_json::from_str(&r.text().await?)?))
+    }
+
+    /// GET a file under `/api/v1` signed by `key` now: the status, the `x-govchain-digest`
+    /// header and the body bytes (exports).
+    pub async fn get_signed_file(
+        &self,
+        path: &str,
+        key: &Keypair,
+    ) -> anyhow::Result<(u16, Option<String>, Vec<u8>)> {
+        let full = format!("/api/v1/{path}");
+        let headers = govchain_api::auth::sign_request(key, "GET", &full, now_ms().0, b"");
+        let mut req = self.http.get(format!("{}{full}", self.base));
+        for (k, v) in &headers {
+            req = req.header(*k, v);
+        }
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        let digest = r
+            .headers()
+            .get(govchain_api::export::DIGEST_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((status, digest, r.bytes().await?.to_vec()))
+    }
+
     /// Polls `GET /api/v1/txs/{id}` until the transaction is committed (for a submission
     /// answered "pending", or refused as a duplicate of one already waiting), within `within`.
     pub async fn wait_committed(&self, id: &TxId, within: Duration) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_query;
+pub mod catalog_cli;
 pub mod chain;
 pub mod client;
 pub mod cluster;

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use govchain_genesis::GenerateOptions;
 use govchain_ledger::{ChainId, TimestampMs};
-use govchain_node::{bench, bench_query, demo, server, submit, verify};
+use govchain_node::{bench, bench_query, catalog_cli, demo, server, submit, verify};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -90,6 +90,20 @@ enum Cmd {
         key: PathBuf,
         /// Path under /api/v1 with its query, e.g. `persons/350102…` or `search?q=张伟`.
         path: String,
+    },
+    /// Sign and send one business-catalog transaction (matter type, material, category,
+    /// display template, export format, saved query) from a JSON file; waits for its commit.
+    Catalog {
+        /// The transaction kind as JSON, e.g. {"PutMaterial": {"mode": "add", "matter": …}}.
+        #[arg(long)]
+        file: PathBuf,
+        /// The signer's key file (keys/sysadmin.key for catalog entries; any registered key
+        /// for its own saved queries).
+        #[arg(long)]
+        key: PathBuf,
+        /// The node's API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        url: String,
     },
     /// Start a local cluster of department nodes with sample data; Ctrl-C stops it.
     Demo {
@@ -270,6 +284,18 @@ fn main() -> anyhow::Result<()> {
                 url,
             };
             rt.block_on(submit::run(&config, &opts))?;
+        }
+        Cmd::Catalog { file, key, url } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let r = rt.block_on(catalog_cli::run(&file, &key, &url))?;
+            println!(
+                "{} {} at height {}",
+                r.tx_id,
+                r.status,
+                r.height.map_or("-".to_string(), |h| h.to_string())
+            );
         }
         Cmd::Bench {
             what: BenchCmd::Ledger { blocks },
