@@ -6,7 +6,6 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Json;
-use govchain_chaincode::person::PersonId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -78,25 +77,14 @@ pub async fn person_file(
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
     let projection = authorize(&ctx, &headers, &uri)?;
-    let id = PersonId::parse(&id)
-        .map_err(|e| ApiError::bad_request("bad_person_id", format!("national id: {e}")))?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {RECORD_COLUMNS} FROM records WHERE person_id = ? ORDER BY source, record_key"
-    )))
-    .bind(id.as_str().to_string())
-    .fetch_all(projection.pool())
-    .await
-    .map_err(db_error)?;
-    if rows.is_empty() {
+    let id = crate::matters::person(&id)?;
+    let records = crate::matters::person_records(projection.pool(), &id).await?;
+    if records.is_empty() {
         return Err(ApiError::not_found(format!(
             "no records of person {}",
             id.as_str()
         )));
     }
-    let records = rows
-        .iter()
-        .map(record_json)
-        .collect::<Result<Vec<_>, _>>()?;
     let at = projection.cursor().await.map_err(ApiError::internal)?;
     Ok(Json(json!({
         "person_id": id.as_str(),

@@ -228,6 +228,13 @@ fn init_logs(json: bool) {
     }
 }
 
+/// The multi-threaded tokio runtime of the async commands.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logs(cli.log_json);
@@ -257,9 +264,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Cmd::Node { config } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = runtime()?;
             rt.block_on(server::run(&config))?;
         }
         Cmd::Verify { data, genesis } => std::process::exit(verify::run(&data, &genesis)),
@@ -272,9 +277,7 @@ fn main() -> anyhow::Result<()> {
             source,
             url,
         } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = runtime()?;
             let opts = submit::SubmitOptions {
                 records,
                 batch,
@@ -286,9 +289,7 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(submit::run(&config, &opts))?;
         }
         Cmd::Catalog { file, key, url } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = runtime()?;
             let r = rt.block_on(catalog_cli::run(&file, &key, &url))?;
             println!(
                 "{} {} at height {}",
@@ -312,9 +313,7 @@ fn main() -> anyhow::Result<()> {
                     projection,
                 },
         } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = runtime()?;
             rt.block_on(bench::chain(bench::ChainBench {
                 nodes,
                 txs,
@@ -339,9 +338,7 @@ fn main() -> anyhow::Result<()> {
                     dir,
                 },
         } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = runtime()?;
             rt.block_on(bench_query::run(bench_query::QueryBench {
                 db,
                 persons,
@@ -385,9 +382,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Query { url, key, path } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = runtime()?;
             let key = govchain_ledger::Keypair::read_file(&key)?;
             let client = govchain_node::client::Client::new(&url)?;
             let path = govchain_node::client::encode_path(&path);
@@ -404,9 +399,7 @@ fn main() -> anyhow::Result<()> {
             records,
             base_port,
         } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = runtime()?;
             rt.block_on(demo::run(&dir, departments, persons, records, base_port))?;
         }
     }
