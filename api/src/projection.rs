@@ -169,7 +169,7 @@ impl Projection {
         };
         let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 16 })
+            .max_connections(if sqlite { 8 } else { 16 })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
@@ -452,7 +452,7 @@ async fn put_source(tx: &mut SqlTx<'_>, s: &DataSource) -> Result<(), Projection
         let searchable = |d: &DataSource| -> Vec<String> {
             d.fields
                 .iter()
-                .filter(|f| records::is_searchable(&f.ty))
+                .filter(|f| records::is_searchable(f))
                 .map(|f| f.name.clone())
                 .collect()
         };

@@ -412,10 +412,7 @@ pub(crate) async fn matching_records(
 /// The index rows of the conditions are joined on the record key, equalities first: an
 /// equality's index entries come in record-key order, so the first one drives the query and
 /// the page needs no sort. `op` is one of three fixed operators; fields and values are bound.
-fn combined_sql(
-    source: &str,
-    mut conds: Vec<(&'static str, String, String)>,
-) -> (String, Vec<String>) {
+fn combined_sql(source: &str, conds: Vec<(&'static str, String, String)>) -> (String, Vec<String>) {
     let columns: Vec<String> = RECORD_COLUMNS
         .split(", ")
         .map(|c| format!("r.{c}"))
@@ -428,23 +425,42 @@ fn combined_sql(
         );
         return (sql, vec![source.to_string()]);
     }
-    conds.sort_by_key(|(op, ..)| *op != "=");
+    // One index join per field: its bounds together (a `from` and a `to` make one range).
+    let mut fields: Vec<(String, Vec<(&'static str, String)>)> = Vec::new();
+    for (op, field, value) in conds {
+        match fields
+            .iter_mut()
+            .find(|(f, ops)| *f == field && op != "=" && ops[0].0 != "=")
+        {
+            Some((_, ops)) => ops.push((op, value)),
+            None => fields.push((field, vec![(op, value)])),
+        }
+    }
+    fields.sort_by_key(|(_, ops)| ops[0].0 != "=");
+    let test = |i: usize, ops: &[(&'static str, String)]| -> String {
+        ops.iter()
+            .map(|(op, _)| format!(" AND c{i}.value {op} ?"))
+            .collect()
+    };
     let mut sql = format!("SELECT {columns} FROM record_fields c0");
     let mut binds = Vec::new();
-    for (i, (op, field, value)) in conds.iter().enumerate().skip(1) {
+    for (i, (field, ops)) in fields.iter().enumerate().skip(1) {
         sql.push_str(&format!(
             " JOIN record_fields c{i} ON c{i}.source = c0.source \
-             AND c{i}.record_key = c0.record_key AND c{i}.field = ? AND c{i}.value {op} ?"
+             AND c{i}.record_key = c0.record_key AND c{i}.field = ?{}",
+            test(i, ops)
         ));
-        binds.extend([field.clone(), value.clone()]);
+        binds.push(field.clone());
+        binds.extend(ops.iter().map(|(_, v)| v.clone()));
     }
-    let (op, field, value) = &conds[0];
+    let (field, ops) = &fields[0];
     sql.push_str(&format!(
         " JOIN records r ON r.source = c0.source AND r.record_key = c0.record_key \
-         WHERE c0.source = ? AND c0.field = ? AND c0.value {op} ? \
-         ORDER BY c0.record_key LIMIT ? OFFSET ?"
+         WHERE c0.source = ? AND c0.field = ?{} ORDER BY c0.record_key LIMIT ? OFFSET ?",
+        test(0, ops)
     ));
-    binds.extend([source.to_string(), field.clone(), value.clone()]);
+    binds.extend([source.to_string(), field.clone()]);
+    binds.extend(ops.iter().map(|(_, v)| v.clone()));
     (sql, binds)
 }
 

@@ -197,7 +197,11 @@ fn text_value<R: Rng>(rng: &mut R, f: &FieldDef, p: &Person, unique: &str) -> St
         } else {
             person(rng.random(), rng.random_range(0..1_000_000)).name
         }
-    } else if ["地址", "坐落", "住所", "场所", "住址", "出生地"]
+    } else if l.contains("出生地") {
+        // A birthplace is a county, not a street address.
+        let (_, district) = DISTRICTS[rng.random_range(0..DISTRICTS.len())];
+        format!("福建省福州市{district}")
+    } else if ["地址", "坐落", "住所", "场所", "住址"]
         .iter()
         .any(|w| l.contains(w))
     {

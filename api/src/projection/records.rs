@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use govchain_chaincode::catalog::{DataSource, FieldType};
+use govchain_chaincode::catalog::{DataSource, FieldDef, FieldType};
 use govchain_chaincode::records::Record;
 use govchain_ledger::Height;
 use sqlx::Row;
@@ -116,14 +116,14 @@ async fn for_keys(
     Ok(out)
 }
 
-/// The (field, gram) pairs of a record's searchable fields: free text, national IDs and phones
-/// of at most [`MAX_NGRAM_VALUE_CHARS`] characters.
+/// The (field, gram) pairs of a record's searchable fields ([`is_searchable`]) of at most
+/// [`MAX_NGRAM_VALUE_CHARS`] characters.
 pub(super) fn record_ngrams(
     source: &DataSource,
     fields: &BTreeMap<String, String>,
 ) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
-    for f in source.fields.iter().filter(|f| is_searchable(&f.ty)) {
+    for f in source.fields.iter().filter(|f| is_searchable(f)) {
         let Some(v) = fields.get(&f.name) else {
             continue;
         };
@@ -137,9 +137,30 @@ pub(super) fn record_ngrams(
     out
 }
 
-/// Whether fields of this type get n-grams.
-pub(super) fn is_searchable(ty: &FieldType) -> bool {
-    matches!(ty, FieldType::Text | FieldType::PersonId | FieldType::Phone)
+/// Words in the label of a free-text field that make it searchable by fragment (R-QRY-1:
+/// names and addresses); other free text (ethnicity, remarks, codes) is found by combined
+/// queries, and indexing it would multiply the index for no search anyone runs.
+pub const SEARCHABLE_LABEL_WORDS: &[&str] = &[
+    "姓名",
+    "名称",
+    "名字",
+    "地址",
+    "住址",
+    "住所",
+    "坐落",
+    "场所",
+    "出生地",
+    "单位",
+];
+
+/// Whether a field gets n-grams: national IDs, phone numbers, and free text labelled as a
+/// name or an address.
+pub(super) fn is_searchable(f: &FieldDef) -> bool {
+    match f.ty {
+        FieldType::PersonId | FieldType::Phone => true,
+        FieldType::Text => SEARCHABLE_LABEL_WORDS.iter().any(|w| f.label.contains(w)),
+        _ => false,
+    }
 }
 
 /// The `ngrams` rows of one record.

@@ -21,7 +21,11 @@ const CHAIN: &str = "govchain-test";
 fn field(name: &str, ty: FieldType, required: bool) -> FieldDef {
     FieldDef {
         name: name.to_string(),
-        label: name.to_uppercase(),
+        label: match name {
+            "xm" => "姓名".to_string(),
+            "zz" => "住址".to_string(),
+            _ => name.to_uppercase(),
+        },
         ty,
         required,
     }
