@@ -29,6 +29,11 @@ pub const MAX_NGRAM_VALUE_CHARS: usize = 64;
 /// gigabytes, and inserts into its B-tree touch pages all over it.
 const SQLITE_CACHE_KIB: u64 = 256 * 1024;
 
+/// Most blocks applied in one SQL transaction while catching up.
+pub const MAX_BLOCKS_PER_SQL_TX: usize = 16;
+/// Most chain transactions applied in one SQL transaction while catching up.
+pub const MAX_TXS_PER_SQL_TX: usize = 64;
+
 mod catalog;
 mod grams;
 mod records;
@@ -320,34 +325,56 @@ impl Projection {
 
     /// Applies the block after the cursor, with the cursor move, in one SQL transaction.
     pub async fn apply_block(&self, block: &Block) -> Result<(), ProjectionError> {
-        let height = block.header.height;
-        let at = self.cursor().await?.map_or(0, |(h, _)| h.0);
-        if height.0 != at + 1 {
-            return Err(ProjectionError::NotNext { at, got: height.0 });
-        }
+        self.apply_blocks(std::slice::from_ref(block)).await
+    }
+
+    /// Applies consecutive blocks, the first one after the cursor, with the cursor move to
+    /// the last, in one SQL transaction (catching up, fewer and larger transactions write
+    /// each index page once instead of once per block).
+    pub async fn apply_blocks(&self, blocks: &[Block]) -> Result<(), ProjectionError> {
+        let Some(last) = blocks.last() else {
+            return Ok(());
+        };
+        let mut at = self.cursor().await?.map_or(0, |(h, _)| h.0);
         let mut tx = self.pool.begin().await?;
-        for t in &block.txs {
-            apply_tx(&mut tx, height, t).await?;
+        for block in blocks {
+            let height = block.header.height;
+            if height.0 != at + 1 {
+                return Err(ProjectionError::NotNext { at, got: height.0 });
+            }
+            for t in &block.txs {
+                apply_tx(&mut tx, height, t).await?;
+            }
+            at = height.0;
         }
         sqlx::query("UPDATE projection_cursor SET height = ?, block_hash = ? WHERE id = 1")
-            .bind(height.0 as i64)
-            .bind(block.hash().to_string())
+            .bind(at as i64)
+            .bind(last.hash().to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Applies the stored block after the cursor, if the store has it; returns its height.
+    /// Applies the stored blocks after the cursor (at most [`MAX_BLOCKS_PER_SQL_TX`], or
+    /// [`MAX_TXS_PER_SQL_TX`] transactions) in one SQL transaction, if the store has any;
+    /// returns the new cursor height.
     pub async fn apply_next(&self, store: &Store) -> Result<Option<Height>, ProjectionError> {
-        let next = self.cursor().await?.map_or(Height(0), |(h, _)| h).next();
-        match store.block(next)? {
-            None => Ok(None),
-            Some(block) => {
-                self.apply_block(&block).await?;
-                Ok(Some(next))
-            }
+        let mut next = self.cursor().await?.map_or(Height(0), |(h, _)| h).next();
+        let (mut blocks, mut txs) = (Vec::new(), 0);
+        while blocks.len() < MAX_BLOCKS_PER_SQL_TX && txs < MAX_TXS_PER_SQL_TX {
+            let Some(block) = store.block(next)? else {
+                break;
+            };
+            txs += block.txs.len();
+            blocks.push(block);
+            next = next.next();
         }
+        let Some(last) = blocks.last().map(|b| b.header.height) else {
+            return Ok(None);
+        };
+        self.apply_blocks(&blocks).await?;
+        Ok(Some(last))
     }
 
     /// Applies every stored block after the cursor up to the store's tip; returns the new

@@ -163,8 +163,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies committed blocks to the projection as the tip moves, until stopped. Each block is
-/// one SQL transaction with the cursor, so a kill at any instant resumes at the next block.
+/// Applies committed blocks to the projection as the tip moves, until stopped. Each step (one
+/// block, or a few when behind) is one SQL transaction with the cursor, so a kill at any
+/// instant resumes right after the last step.
 async fn project(
     projection: Projection,
     store: Store,
@@ -173,7 +174,7 @@ async fn project(
 ) -> anyhow::Result<()> {
     let mut at = projection.cursor().await?.map_or(Height(0), |(h, _)| h);
     loop {
-        // One block at a time, so a stop request is honoured between blocks.
+        // A step at a time, so a stop request is honoured between steps.
         while at < tip.borrow().height {
             if *stop.borrow() {
                 return Ok(());

@@ -151,13 +151,16 @@ pub fn address<R: Rng>(rng: &mut R) -> String {
 /// Resident number `index` of the synthetic population `seed`. Distinct indexes give distinct IDs.
 pub fn person(seed: u64, index: u64) -> Person {
     let mut rng = rng_for(seed, index, 1);
-    let (region, _) = DISTRICTS[(index % DISTRICTS.len() as u64) as usize];
-    // Birth date and sequence are derived from the index so IDs never collide.
-    let day = index / DISTRICTS.len() as u64;
-    let seq = (day % 1000) as u32;
-    let day = day / 1000;
+    // Birth dates spread over 1940-2005 (66 years of 12 x 28 days); (district, date,
+    // sequence) is unique per index, so IDs never collide: 133 million residents fit.
+    const DAYS: u64 = 66 * 12 * 28;
+    let (day, round) = (index % DAYS, index / DAYS);
+    // For one day, `round` -> seq is a bijection on 0..1000 (1 + 7 * DAYS is prime to 1000);
+    // the 7 * index term varies the sequence, and so the gender, from one day to the next.
+    let seq = ((round + 7 * index) % 1000) as u32;
+    let (region, _) = DISTRICTS[(round / 1000 % DISTRICTS.len() as u64) as usize];
     let (y, m, d) = (
-        1940 + (day / 336) as u32 % 66,
+        1940 + (day / 336) as u32,
         1 + (day / 28 % 12) as u32,
         1 + (day % 28) as u32,
     );
@@ -324,6 +327,14 @@ mod tests {
             assert!(p.name.chars().count() >= 2);
         }
         assert_eq!(person(7, 5), person(7, 5));
+        // A realistic spread: both genders, many birth years and days (combined queries by
+        // date range and fuzzy ID fragments behave as on real data).
+        let people: Vec<Person> = (0..20_000).map(|i| person(7, i)).collect();
+        let men = people.iter().filter(|p| p.gender == "男").count();
+        assert!((8_000..12_000).contains(&men), "{men} men of 20000");
+        let years: std::collections::HashSet<&str> =
+            people.iter().map(|p| &p.birth_date[..4]).collect();
+        assert!(years.len() >= 50, "{} birth years", years.len());
     }
 
     #[test]

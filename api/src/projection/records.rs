@@ -52,6 +52,7 @@ struct Version<'r> {
 }
 
 /// A bound value.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Cell {
     Text(String),
     OptText(Option<String>),
@@ -297,10 +298,13 @@ pub(super) async fn put_records(
     });
     let cols = ["source", "record_key", "field", "value"];
     insert_rows(tx, "record_fields", &cols, rows.collect()).await?;
-    let rows = current
+    // In key order: each insert lands next to the previous one in the index B-tree.
+    let mut rows: Vec<Vec<Cell>> = current
         .iter()
-        .flat_map(|v| gram_rows(source, &v.key, &v.record.fields));
-    insert_rows(tx, "ngrams", &GRAM_COLUMNS, rows.collect()).await
+        .flat_map(|v| gram_rows(source, &v.key, &v.record.fields))
+        .collect();
+    rows.sort_by(|a, b| a.iter().cmp(b.iter()));
+    insert_rows(tx, "ngrams", &GRAM_COLUMNS, rows).await
 }
 
 /// Moves the current versions of `keys` to history and removes their index rows.
