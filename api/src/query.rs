@@ -143,7 +143,7 @@ pub async fn search(
 }
 
 /// Most postings counted per gram when choosing which grams drive a search.
-const GRAM_COUNT_CAP: i64 = 100_000;
+const GRAM_COUNT_CAP: i64 = 1_000;
 /// Grams joined in SQL (the rarest ones); the candidates' values are then checked whole.
 const JOINED_GRAMS: usize = 3;
 
