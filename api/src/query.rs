@@ -156,20 +156,26 @@ async fn fuzzy(
     grams: std::collections::BTreeSet<String>,
     limit: usize,
 ) -> Result<(Vec<Value>, bool), ApiError> {
-    let mut counted = Vec::new();
-    for g in grams {
-        let n: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM ngrams WHERE gram = ? LIMIT ?) postings",
-        )
-        .bind(g.clone())
-        .bind(GRAM_COUNT_CAP)
-        .fetch_one(projection.pool())
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(db_error)?;
+    // Postings per gram (capped), all in one statement.
+    let grams: Vec<String> = grams.into_iter().collect();
+    let sql = (0..grams.len())
+        .map(|i| {
+            format!("SELECT {i}, COUNT(*) FROM (SELECT 1 FROM ngrams WHERE gram = ? LIMIT ?) p{i}")
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for g in &grams {
+        q = q.bind(g.clone()).bind(GRAM_COUNT_CAP);
+    }
+    let mut counted = Vec::with_capacity(grams.len());
+    for row in q.fetch_all(projection.pool()).await.map_err(db_error)? {
+        let i: i64 = row.try_get(0).map_err(db_error)?;
+        let n: i64 = row.try_get(1).map_err(db_error)?;
         if n == 0 {
             return Ok((Vec::new(), false));
         }
+        let g = grams.get(i as usize).cloned().unwrap_or_default();
         counted.push((n, g));
     }
     counted.sort();
