@@ -15,6 +15,7 @@ pub mod matters;
 pub mod projection;
 pub mod query;
 pub mod routes;
+pub mod search;
 pub mod shaping;
 
 use std::sync::atomic::AtomicUsize;

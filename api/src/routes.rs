@@ -30,7 +30,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/txs/{id}", get(get_tx))
         .route("/api/v1/blocks/{height}", get(get_block))
         .route("/api/v1/persons/{id}", get(crate::query::person_file))
-        .route("/api/v1/search", get(crate::query::search))
+        .route("/api/v1/search", get(crate::search::search))
         .route("/api/v1/records", get(crate::query::records))
         .route("/api/v1/records/export", get(crate::query::export))
         .route("/api/v1/matters", get(crate::catalog::list_matters))
@@ -76,7 +76,7 @@ pub fn router(ctx: ApiContext) -> Router {
         get_tx,
         get_block,
         crate::query::person_file,
-        crate::query::search,
+        crate::search::search,
         crate::query::records,
         crate::query::export,
         crate::catalog::list_matters,

@@ -469,3 +469,8 @@ impl Cluster {
             .collect()
     }
 }
+
+/// The machine-readable code of an API error body (`{"error": {"code": …}}`), or "".
+pub fn error_code(v: &serde_json::Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}

@@ -16,8 +16,9 @@ use govchain_chaincode::business::{
 use govchain_chaincode::records::Record;
 use govchain_chaincode::TxKind;
 use govchain_ledger::{Keypair, Store};
-use govchain_node::client::{records_tx, sign_tx, Client};
+use govchain_node::client::{records_tx, sign_tx, urlencode, Client};
 use govchain_node::synth::Generator;
+use govchain_tests::error_code as code;
 use govchain_tests::{Net, NodeProc};
 use serde_json::{json, Value};
 
@@ -62,14 +63,6 @@ fn mysql_catalog_matter_files_categories_saved_queries_and_exports_r_arc_4_r_qry
     for name in [&live, &fresh] {
         sql(format!("DROP DATABASE {name}"));
     }
-}
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("")
-}
-
-fn enc(s: &str) -> String {
-    s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
 
 fn sf(source: &str, fields: &[&str]) -> SourceFields {
@@ -534,7 +527,7 @@ fn categories_templates_formats_and_exports(api: &Api<'_>, id: &str, name: &str,
 
     let (status, digest, book) = api.file(&format!(
         "categories/hj/export?format=xlsx&eq=xm:{}",
-        enc(name)
+        urlencode(name)
     ));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&book));
     assert_eq!(digest.unwrap(), blake3::hash(&book).to_hex().to_string());
@@ -658,7 +651,10 @@ fn saved_queries(api: &Api<'_>, id: &str, name: &str) {
     api.settle(body["height"].as_u64().unwrap());
     let list = api.ok(&format!("queries?owner={hex}"));
     assert_eq!(list["queries"], json!([q]));
-    let run = api.ok(&format!("queries/run?owner={hex}&name={}", enc(&qname)));
+    let run = api.ok(&format!(
+        "queries/run?owner={hex}&name={}",
+        urlencode(&qname)
+    ));
     let results = run["results"].as_array().unwrap();
     assert_eq!(results.len(), 1, "{run}");
     assert_eq!(results[0]["fields"]["xm"], name);
@@ -688,7 +684,7 @@ fn saved_queries(api: &Api<'_>, id: &str, name: &str) {
         json!([])
     );
     api.refused(
-        &format!("queries/run?owner={hex}&name={}", enc(&qname)),
+        &format!("queries/run?owner={hex}&name={}", urlencode(&qname)),
         404,
         "unknown_query",
     );
@@ -806,9 +802,13 @@ fn bad_input_changes_nothing(api: &Api<'_>, id: &str) {
         api.refused(&path, status, c);
     }
     // Metacharacters in a lookup are just a value.
-    api.refused(&format!("matters/{}", enc(EVIL)), 404, "unknown_matter");
     api.refused(
-        &format!("persons/{id}/categories/hj?template={}", enc(EVIL)),
+        &format!("matters/{}", urlencode(EVIL)),
+        404,
+        "unknown_matter",
+    );
+    api.refused(
+        &format!("persons/{id}/categories/hj?template={}", urlencode(EVIL)),
         404,
         "unknown_template",
     );

@@ -9,6 +9,7 @@ use govchain_api::auth::{sign_request, sign_request_with_nonce, SIGNATURE_HEADER
 use govchain_api::projection::Projection;
 use govchain_node::client::{records_tx, urlencode, Client};
 use govchain_node::synth::Generator;
+use govchain_tests::error_code as code;
 use govchain_tests::{Net, NodeProc};
 use serde_json::Value;
 
@@ -17,10 +18,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("")
 }
 
 #[test]

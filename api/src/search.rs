@@ -1,0 +1,188 @@
+//! Fuzzy search (R-QRY-1): records with a national ID, phone, name or address field holding a
+//! fragment, Chinese included, over the n-gram index of the projection
+//! ([`crate::projection::ngrams`]). The rarest grams' postings are joined on the record key in
+//! a forced order and every candidate's value is confirmed, so a hit always holds the fragment.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Uri};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::projection::{ngrams, normalize, Backend, Projection};
+use crate::query::{authorize, db_error, record_json, RECORD_COLUMNS};
+use crate::{ApiContext, ApiError};
+
+/// Shortest and longest fuzzy query, in characters.
+pub const QUERY_CHARS: std::ops::RangeInclusive<usize> = 2..=32;
+/// Most results of one search.
+pub const MAX_LIMIT: usize = 100;
+/// Most index candidates examined for one search.
+const MAX_CANDIDATES: i64 = 20_000;
+
+/// Query of `GET /api/v1/search`.
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    /// The fragment to find (2–32 characters).
+    pub q: String,
+    /// Most results (1–100, default 20).
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/search?q=…`: records with a name, ID, address or phone field containing `q`.
+#[utoipa::path(get, path = "/api/v1/search", params(("q" = String, Query, description = "2-32 characters"), ("limit" = Option<usize>, Query, description = "1-100, default 20")), responses((status = 200, description = "records with a name, ID, address or phone field containing q"), (status = 400, description = "query or limit out of range"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator")))]
+pub async fn search(
+    State(ctx): State<ApiContext>,
+    Query(query): Query<SearchQuery>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let projection = authorize(&ctx, &headers, &uri)?;
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("limit must be 1-{MAX_LIMIT}"),
+        ));
+    }
+    let needle = normalize(&query.q);
+    if !QUERY_CHARS.contains(&needle.chars().count()) {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!(
+                "q must have {}-{} characters (spaces ignored)",
+                QUERY_CHARS.start(),
+                QUERY_CHARS.end()
+            ),
+        ));
+    }
+    let grams = ngrams(&needle);
+    if grams.is_empty() {
+        return Err(ApiError::bad_request(
+            "query_too_short",
+            "q needs two adjacent Chinese characters or four letters or digits in a row",
+        ));
+    }
+    let (hits, truncated) = fuzzy(&projection, &needle, grams, limit).await?;
+    Ok(Json(
+        json!({"q": query.q, "results": hits, "truncated": truncated}),
+    ))
+}
+
+/// Most postings counted per gram when choosing which grams drive a search.
+const GRAM_COUNT_CAP: i64 = 1_000;
+/// Grams joined in SQL (the rarest ones); the candidates' values are then checked whole.
+const JOINED_GRAMS: usize = 3;
+
+/// The records holding `needle` in a searchable field: candidates from the rarest grams'
+/// postings joined on their keys, each confirmed by its value. Returns the hits and whether
+/// the candidate cap stopped the search early.
+async fn fuzzy(
+    projection: &Projection,
+    needle: &str,
+    grams: std::collections::BTreeSet<String>,
+    limit: usize,
+) -> Result<(Vec<Value>, bool), ApiError> {
+    // Postings per gram (capped), all in one statement.
+    let grams: Vec<String> = grams.into_iter().collect();
+    let sql = (0..grams.len())
+        .map(|i| {
+            format!("SELECT {i}, COUNT(*) FROM (SELECT 1 FROM ngrams WHERE gram = ? LIMIT ?) p{i}")
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for g in &grams {
+        q = q.bind(g.clone()).bind(GRAM_COUNT_CAP);
+    }
+    let mut counted = Vec::with_capacity(grams.len());
+    for row in q.fetch_all(projection.pool()).await.map_err(db_error)? {
+        let i: i64 = row.try_get(0).map_err(db_error)?;
+        let n: i64 = row.try_get(1).map_err(db_error)?;
+        if n == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let g = grams.get(i as usize).cloned().unwrap_or_default();
+        counted.push((n, g));
+    }
+    counted.sort();
+    counted.truncate(JOINED_GRAMS);
+    // The join order is forced, rarest gram first (SQLite: CROSS JOIN; MySQL: STRAIGHT_JOIN).
+    let (select, join) = match projection.backend() {
+        Backend::Sqlite => ("SELECT", "CROSS JOIN"),
+        Backend::MySql => ("SELECT STRAIGHT_JOIN", "JOIN"),
+    };
+    let mut sql = format!("{select} g0.source, g0.record_key, g0.field, f.value FROM ngrams g0");
+    let mut cond = String::from(" WHERE g0.gram = ?");
+    for i in 1..counted.len() {
+        sql.push_str(&format!(" {join} ngrams g{i}"));
+        cond.push_str(&format!(
+            " AND g{i}.gram = ? AND g{i}.source = g0.source AND g{i}.record_key = g0.record_key \
+             AND g{i}.field = g0.field"
+        ));
+    }
+    sql.push_str(&format!(" {join} record_fields f"));
+    sql.push_str(&cond);
+    sql.push_str(
+        " AND f.source = g0.source AND f.record_key = g0.record_key AND f.field = g0.field \
+         LIMIT ? OFFSET ?",
+    );
+    let mut hits: Vec<(String, String, String, String)> = Vec::new();
+    let (mut offset, mut batch) = (0i64, (limit as i64 * 2).max(64));
+    let truncated = loop {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for (_, g) in &counted {
+            q = q.bind(g.clone());
+        }
+        let rows = q
+            .bind(batch)
+            .bind(offset)
+            .fetch_all(projection.pool())
+            .await
+            .map_err(db_error)?;
+        for r in &rows {
+            let value: String = r.try_get(3).map_err(db_error)?;
+            if hits.len() < limit && normalize(&value).contains(needle) {
+                let get = |i| r.try_get::<String, _>(i).map_err(db_error);
+                hits.push((get(0)?, get(1)?, get(2)?, value));
+            }
+        }
+        offset += rows.len() as i64;
+        if hits.len() >= limit || (rows.len() as i64) < batch {
+            break false;
+        }
+        if offset >= MAX_CANDIDATES {
+            break true;
+        }
+        batch = (batch * 4).min(MAX_CANDIDATES - offset);
+    };
+    if hits.is_empty() {
+        return Ok((Vec::new(), truncated));
+    }
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM records WHERE {}",
+        vec!["(source = ? AND record_key = ?)"; hits.len()].join(" OR ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (source, key, ..) in &hits {
+        q = q.bind(source.clone()).bind(key.clone());
+    }
+    let mut records = std::collections::HashMap::new();
+    for row in q.fetch_all(projection.pool()).await.map_err(db_error)? {
+        let r = record_json(&row)?;
+        let id = (
+            r["source"].as_str().unwrap_or_default().to_string(),
+            r["record_key"].as_str().unwrap_or_default().to_string(),
+        );
+        records.insert(id, r);
+    }
+    let out = hits
+        .into_iter()
+        .filter_map(|(source, key, field, value)| {
+            let record = records.get(&(source, key))?.clone();
+            Some(json!({"field": field, "value": value, "record": record}))
+        })
+        .collect();
+    Ok((out, truncated))
+}
