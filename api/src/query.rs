@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::auth::require_system_admin;
+use crate::catalog::{paging, param, params};
 use crate::projection::Projection;
 use crate::{ApiContext, ApiError};
 
@@ -118,47 +119,42 @@ async fn combined(
     export: bool,
 ) -> Result<Combined, ApiError> {
     let projection = authorize(ctx, headers, uri)?;
-    let (mut source, mut conds) = (None, Vec::new());
-    let (mut page, mut page_size) = (1usize, 20usize);
-    let (mut format, mut columns) = (None, None);
     let max_page_size = if export {
         MAX_EXPORT_ROWS
     } else {
         MAX_PAGE_SIZE
     };
-    let number = |k: &str, v: &str, max: usize| {
-        v.parse::<usize>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| bad_query("bad_page", format!("{k} must be 1-{max}")))
+    let allowed: &[&str] = if export {
+        &[
+            "source",
+            "page",
+            "page_size",
+            "eq",
+            "from",
+            "to",
+            "format",
+            "columns",
+        ]
+    } else {
+        &["source", "page", "page_size", "eq", "from", "to"]
     };
-    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()) {
-        match &*k {
-            "source" => source = Some(v.into_owned()),
-            "page" => page = number("page", &v, MAX_PAGE)?,
-            "page_size" => page_size = number("page_size", &v, max_page_size)?,
-            "format" if export => format = Some(v.into_owned()),
-            "columns" if export => {
-                columns = Some(v.split(',').map(str::to_string).collect::<Vec<_>>())
-            }
-            "eq" | "from" | "to" => {
-                let (field, value) = v.split_once(':').ok_or_else(|| {
-                    bad_query("bad_query", format!("{k}={v:?}: expected FIELD:VALUE"))
-                })?;
-                let op = match &*k {
-                    "eq" => "=",
-                    "from" => ">=",
-                    _ => "<=",
-                };
-                conds.push((op, field.to_string(), value.to_string()));
-            }
-            other => {
-                return Err(bad_query(
-                    "bad_query",
-                    format!("unknown parameter {other:?}"),
-                ))
-            }
-        }
+    let ps = params(uri, allowed)?;
+    let (page, page_size) = paging(&ps, 20, max_page_size)?;
+    let format = param(&ps, "format").map(str::to_string);
+    let columns =
+        param(&ps, "columns").map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>());
+    let mut conds = Vec::new();
+    for (k, v) in &ps {
+        let op = match k.as_str() {
+            "eq" => "=",
+            "from" => ">=",
+            "to" => "<=",
+            _ => continue,
+        };
+        let (field, value) = v
+            .split_once(':')
+            .ok_or_else(|| bad_query("bad_query", format!("{k}={v:?}: expected FIELD:VALUE")))?;
+        conds.push((op, field.to_string(), value.to_string()));
     }
     if conds.len() > MAX_CONDITIONS {
         return Err(bad_query(
@@ -166,7 +162,9 @@ async fn combined(
             format!("at most {MAX_CONDITIONS} conditions"),
         ));
     }
-    let source: String = source.ok_or_else(|| bad_query("bad_query", "source is required"))?;
+    let source: String = param(&ps, "source")
+        .map(str::to_string)
+        .ok_or_else(|| bad_query("bad_query", "source is required"))?;
     let def = sqlx::query("SELECT definition FROM sources WHERE id = ?")
         .bind(source.clone())
         .fetch_optional(projection.pool())
