@@ -53,9 +53,25 @@ impl BlockOutcome {
 
 /// Executes `txs` in order over `view`. Refused transactions write nothing.
 pub fn execute_block(view: &dyn StateView, ctx: &BlockContext, txs: &[SignedTx]) -> BlockOutcome {
+    execute_until(view, ctx, txs, |_| false)
+}
+
+/// Executes `txs` in order over `view` until `stop(i)` says to leave transaction `i` and all
+/// after it out (it is asked before each transaction after the first, so at least one runs).
+/// `results` then holds one result per executed transaction. This is how a proposer bounds the
+/// work of its block (the caller decides, e.g. by the time spent; chaincode reads no clock).
+pub fn execute_until(
+    view: &dyn StateView,
+    ctx: &BlockContext,
+    txs: &[SignedTx],
+    mut stop: impl FnMut(usize) -> bool,
+) -> BlockOutcome {
     let mut block = Overlay::new(view);
     let mut results = Vec::with_capacity(txs.len());
-    for tx in txs {
+    for (i, tx) in txs.iter().enumerate() {
+        if i > 0 && stop(i) {
+            break;
+        }
         let r = {
             let mut o = Overlay::new(&block);
             execute_tx(&mut o, ctx, tx).map(|()| o.writes)

@@ -647,6 +647,42 @@ fn executing_the_same_block_twice_gives_the_same_writes_and_app_hash() {
     );
 }
 
+#[test]
+fn a_block_cut_short_executes_exactly_its_prefix() {
+    // R-CHN-1: a proposer bounds its block's work with `execute_until`; the transactions it
+    // leaves out write nothing, and the prefix it keeps executes exactly as a block of only
+    // those transactions (which is what every validator re-executes).
+    let mut chain = Chain::genesis();
+    let txs: Vec<SignedTx> = (0..5u32)
+        .map(|i| {
+            chain.tx(
+                &admin("gaj"),
+                &submit(HJXX, vec![hjxx_record(&person_id(40 + i), "甲")]),
+            )
+        })
+        .collect();
+    let mut asked = Vec::new();
+    let cut = crate::exec::execute_until(&chain.state, &chain.ctx(), &txs, |i| {
+        asked.push(i);
+        i == 3
+    });
+    assert_eq!(
+        asked,
+        vec![1, 2, 3],
+        "asked before each transaction after the first"
+    );
+    assert_eq!(cut.results, vec![Ok(()); 3]);
+    assert_eq!(cut.writes, chain.execute(&txs[..3]).writes);
+    assert!(cut
+        .writes
+        .pending(&keys::record(HJXX, &person_id(43)))
+        .is_none());
+    // Asked to stop at once, the first transaction still runs: a block always makes progress.
+    let one = crate::exec::execute_until(&chain.state, &chain.ctx(), &txs, |_| true);
+    assert_eq!(one.results, vec![Ok(())]);
+    assert_eq!(one.writes, chain.execute(&txs[..1]).writes);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Departments and validator changes (R-CHN-5)
 // ---------------------------------------------------------------------------------------------

@@ -30,5 +30,5 @@ pub mod records;
 pub mod saved_query;
 
 pub use error::TxError;
-pub use exec::{execute_block, BlockContext, BlockOutcome};
+pub use exec::{execute_block, execute_until, BlockContext, BlockOutcome};
 pub use kinds::TxKind;

@@ -2,8 +2,10 @@
 //! before it is executed and committed. Shared by the block producer, block sync and the
 //! auditor's replay (`govchain verify`), so all three apply exactly the same checks.
 
+use std::time::{Duration, Instant};
+
 use govchain_chaincode::exec::BlockOutcome;
-use govchain_chaincode::{app_hash, execute_block, keys, BlockContext, TxError};
+use govchain_chaincode::{app_hash, execute_block, execute_until, keys, BlockContext, TxError};
 use govchain_genesis::GenesisDoc;
 use govchain_ledger::{
     codec, crypto, merkle, Block, BlockHeader, ChainId, Hash, Height, Keypair, Round, SignedTx,
@@ -186,7 +188,10 @@ impl ChainState {
     }
 
     /// Builds the next block from candidate transactions: executes them, leaves out the ones
-    /// chaincode refuses (returned with their errors), and fills in the header.
+    /// chaincode refuses (returned with their errors), and fills in the header. Once executing
+    /// has taken `budget`, the remaining candidates are left for a later block (at least one
+    /// transaction is executed): every validator re-executes the block before it votes, so a
+    /// block that takes longer to execute than the others wait for a proposal never commits.
     pub fn build_block(
         &self,
         view: &dyn StateView,
@@ -194,10 +199,13 @@ impl ChainState {
         proposer: &Keypair,
         round: Round,
         now: TimestampMs,
+        budget: Duration,
     ) -> Result<Built, BlockError> {
         let time = TimestampMs(now.0.max(self.last_time.0 + 1));
         let ctx = self.next_context(time);
-        let BlockOutcome { writes, results } = execute_block(view, &ctx, &candidates);
+        let started = Instant::now();
+        let BlockOutcome { writes, results } =
+            execute_until(view, &ctx, &candidates, |_| started.elapsed() >= budget);
         let mut refused = Vec::new();
         let mut txs = Vec::with_capacity(candidates.len());
         for (i, (tx, r)) in candidates.into_iter().zip(results).enumerate() {
