@@ -78,7 +78,9 @@ impl LocalCluster {
             c.children.push(child);
             c.urls.push(format!("http://{}", cfg.api.listen));
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // A node opening a large store first replays its write-ahead log (about 25 s for a
+        // chain of 1.5 million residents on 2 cores, longer with four nodes at once).
+        let deadline = Instant::now() + Duration::from_secs(600);
         for url in &c.urls {
             let client = Client::new(url)?;
             while client.get_json("status").await.is_err() {

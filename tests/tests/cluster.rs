@@ -18,6 +18,14 @@ fn same_tip(c: &Cluster, nodes: &[usize], height: u64) -> bool {
         })
 }
 
+/// All of `nodes` agree on one tip at or above `top`. A node can still commit the block holding
+/// the last acknowledged transaction after another node acknowledged it, so the tip to agree on
+/// is read at each poll, not fixed once.
+fn agree_from(c: &Cluster, nodes: &[usize], top: u64) -> bool {
+    let h = nodes.iter().map(|i| c.height(*i)).max().unwrap_or(0);
+    h >= top && same_tip(c, nodes, h)
+}
+
 fn verify_all(c: &mut Cluster, nodes: &[usize]) {
     for &i in nodes {
         assert!(
@@ -43,7 +51,7 @@ fn four_nodes_commit_10000_txs_and_agree_then_verify() {
     assert_eq!(acked.iter().collect::<HashSet<_>>().len(), 10_000);
     let top = (0..4).map(|i| c.height(i)).max().unwrap();
     c.wait_until(Duration::from_secs(60), "equal tips", |c| {
-        same_tip(c, &[0, 1, 2, 3], top)
+        agree_from(c, &[0, 1, 2, 3], top)
     });
     println!("10,000 txs committed in {top} blocks");
     verify_all(&mut c, &[0, 1, 2, 3]);
@@ -75,7 +83,7 @@ fn killing_the_proposer_does_not_stop_the_others_and_a_killed_node_catches_up() 
     assert_eq!(more.len(), 50);
     let top = c.height(others[0]);
     c.wait_until(Duration::from_secs(60), "restarted node caught up", |c| {
-        same_tip(c, &[0, 1, 2, 3], top)
+        agree_from(c, &[0, 1, 2, 3], top)
     });
     verify_all(&mut c, &[0, 1, 2, 3]);
 }
@@ -107,11 +115,9 @@ fn a_node_killed_under_load_catches_up_and_loses_nothing_acknowledged() {
     c.nodes[2].restart();
     assert_eq!(c.submit(20, 4, &[0, 1, 2, 3], 8).len(), 20);
     let top = c.height(0);
-    // Transactions admitted before the kill may still commit after `top`: wait for agreement
-    // at any height from `top` on.
+    // Transactions admitted before the kill may still commit after `top`.
     c.wait_until(Duration::from_secs(60), "node-3 caught up", |c| {
-        let h = c.height(0);
-        h >= top && same_tip(c, &[0, 1, 2, 3], h)
+        agree_from(c, &[0, 1, 2, 3], top)
     });
     // Everything acknowledged (by any node, before or after the kill) is on node-3.
     let client = govchain_node::client::Client::new(&c.nodes[2].url).unwrap();
@@ -308,4 +314,57 @@ fn a_fifth_department_joins_by_quorum_approval_then_syncs_and_votes() {
         "node-5 signed the certificate: {signers:?}"
     );
     verify_all(&mut c, &[0, 1, 2, 4]);
+}
+
+#[test]
+fn a_backlog_of_big_record_batches_commits_although_executing_it_outlasts_the_propose_timeout() {
+    // R-CHN-1, R-PRF-2: a proposer that put its whole backlog into one block took longer to
+    // execute it than the others wait for a proposal; every round's proposal came too late and
+    // the chain stalled (seen at 1.35 million residents). The proposer now stops adding
+    // transactions after a third of the propose timeout. The timeouts barely grow per round
+    // here, so a stall would last for thousands of rounds and the wait below would time out.
+    const TXS: u64 = 40;
+    const RECORDS: u64 = 250;
+    let mut c = Cluster::start(4, |cfg| {
+        cfg.consensus.propose_ms = 600;
+        cfg.consensus.propose_delta_ms = 1;
+    });
+    let key = c.net.node_key(1);
+    let chain = c.net.genesis.chain_id.clone();
+    let source = c.net.source("gaj.hjxx");
+    let mut gen = govchain_node::synth::Generator::new(5);
+    let txs: Vec<_> = (0..TXS)
+        .map(|t| {
+            let records = (0..RECORDS)
+                .map(|i| gen.record_for(&source, t * RECORDS + i))
+                .collect();
+            govchain_node::client::records_tx(&key, &chain, &source, records)
+        })
+        .collect();
+    let client = govchain_node::client::Client::new(&c.nodes[0].url).unwrap();
+    // Everything waits in the mempool before the first block is built.
+    c.rt.block_on(async {
+        for tx in &txs {
+            let r = client.submit(tx, false).await.expect("admitted");
+            assert_eq!(r.tx_id, tx.id());
+        }
+    });
+    c.rt.block_on(async {
+        for tx in &txs {
+            client
+                .wait_committed(&tx.id(), Duration::from_secs(240))
+                .await
+                .unwrap_or_else(|e| panic!("tx {} not committed: {e}", tx.id()));
+        }
+    });
+    let top = c.height(0);
+    assert!(
+        top >= 2,
+        "the backlog was split over several blocks ({top})"
+    );
+    c.wait_until(Duration::from_secs(60), "equal tips", |c| {
+        agree_from(c, &[0, 1, 2, 3], top)
+    });
+    println!("{TXS} transactions of {RECORDS} records committed in {top} blocks");
+    verify_all(&mut c, &[0, 1, 2, 3]);
 }
