@@ -16,7 +16,7 @@ use govchain_chaincode::TxKind;
 use govchain_ledger::hash::Domain;
 use govchain_ledger::{Block, Hash, Height, SignedTx, Store};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection, Row};
 
 /// Longest field value (in characters) kept in `record_fields` for combined queries (an index
 /// column: MySQL's utf8mb4 index limit); longer free text is found by fuzzy search.
@@ -29,10 +29,21 @@ pub const MAX_NGRAM_VALUE_CHARS: usize = 64;
 /// gigabytes, and inserts into its B-tree touch pages all over it.
 const SQLITE_CACHE_KIB: u64 = 256 * 1024;
 
+/// SQLite page cache of the connection that applies several blocks at once (catching up), in
+/// KiB. Each index B-tree of a million residents spans gigabytes and one batch of inserts
+/// touches most of its pages: with the dirty pages in memory until the commit, each page is
+/// written once per transaction (with 256 MiB it spilled and was written several times).
+const SQLITE_CATCH_UP_CACHE_KIB: u64 = 6 * 1024 * 1024;
+
+/// Version of the tables' layout; a database holding another is rebuilt from genesis.
+const SCHEMA_VERSION: i64 = 2;
+
 /// Most blocks applied in one SQL transaction while catching up.
-pub const MAX_BLOCKS_PER_SQL_TX: usize = 16;
-/// Most chain transactions applied in one SQL transaction while catching up.
-pub const MAX_TXS_PER_SQL_TX: usize = 64;
+pub const MAX_BLOCKS_PER_SQL_TX: usize = 256;
+/// Most chain transactions applied in one SQL transaction while catching up. At 1.5 million
+/// residents a transaction of 64 (about 17,000 records) rewrote about 1.3 GB of index pages
+/// (the whole n-gram B-tree): the write per record falls with the records per transaction.
+pub const MAX_TXS_PER_SQL_TX: usize = 256;
 
 mod catalog;
 mod grams;
@@ -108,6 +119,7 @@ const TABLES: &[Table] = &[
     (
         "records",
         &[
+            ("rid", 'i'),
             ("source", 't'),
             ("record_key", 't'),
             ("version", 'i'),
@@ -137,22 +149,18 @@ const TABLES: &[Table] = &[
     (
         "record_fields",
         &[
+            ("rid", 'i'),
             ("source", 't'),
             ("record_key", 't'),
             ("field", 't'),
             ("value", 't'),
         ],
-        "source, record_key, field",
+        "rid, field",
     ),
     (
         "ngrams",
-        &[
-            ("gram", 't'),
-            ("source", 't'),
-            ("record_key", 't'),
-            ("field", 't'),
-        ],
-        "gram, source, record_key, field",
+        &[("gram", 't'), ("rid", 'i'), ("field", 't')],
+        "gram, rid, field",
     ),
 ];
 
@@ -202,6 +210,17 @@ impl Projection {
         Ok(p)
     }
 
+    /// A connection to the database server of `url` without the projection's tables (tests and
+    /// benchmarks create and drop databases through it).
+    pub async fn server(url: &str) -> Result<AnyPool, ProjectionError> {
+        sqlx::any::install_default_drivers();
+        let url = url.replacen("mariadb://", "mysql://", 1);
+        Ok(AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await?)
+    }
+
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -225,17 +244,45 @@ impl Projection {
         &self.pool
     }
 
+    /// Creates the tables. A database holding another schema version of the projection (or one
+    /// from before versions were recorded) has its projection tables dropped first: the
+    /// projection is derived from the chain, and the node rebuilds it from genesis.
     async fn migrate(&self) -> Result<(), ProjectionError> {
+        let version = sqlx::query("SELECT version FROM projection_schema WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?;
+        let projected = sqlx::query("SELECT 1 FROM records LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .is_ok();
+        if projected && version != Some(SCHEMA_VERSION) {
+            let tables = TABLES.iter().chain(catalog::TABLES).map(|t| t.0);
+            for table in tables.chain(["projection_schema"]) {
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}")))
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
         // Index tables are clustered by their key: SQLite `WITHOUT ROWID` (InnoDB always is).
-        let (long, suffix, clustered) = match self.backend {
-            Backend::Sqlite => ("TEXT", "", " WITHOUT ROWID"),
+        // `records` is clustered by its row id (SQLite: the rowid itself).
+        let (long, suffix, clustered, rid_key) = match self.backend {
+            Backend::Sqlite => ("TEXT", "", " WITHOUT ROWID", "INTEGER NOT NULL PRIMARY KEY"),
             Backend::MySql => (
                 "LONGTEXT",
                 " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
                 " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+                "BIGINT NOT NULL PRIMARY KEY",
             ),
         };
         let ddl = [
+            format!(
+                "CREATE TABLE IF NOT EXISTS projection_schema (id INTEGER NOT NULL PRIMARY KEY, \
+                 version BIGINT NOT NULL){suffix}"
+            ),
             format!(
                 "CREATE TABLE IF NOT EXISTS projection_cursor (id INTEGER NOT NULL PRIMARY KEY, \
                  height BIGINT NOT NULL, block_hash VARCHAR(64) NOT NULL){suffix}"
@@ -245,12 +292,14 @@ impl Projection {
                  department VARCHAR(16) NOT NULL, definition {long} NOT NULL){suffix}"
             ),
             format!(
-                "CREATE TABLE IF NOT EXISTS records (source VARCHAR(64) NOT NULL, \
+                "CREATE TABLE IF NOT EXISTS records (rid {rid_key}, source VARCHAR(64) NOT NULL, \
                  record_key VARCHAR(191) NOT NULL, version BIGINT NOT NULL, \
                  person_id VARCHAR(18), department VARCHAR(16) NOT NULL, \
                  tx_id VARCHAR(64) NOT NULL, height BIGINT NOT NULL, fields {long} NOT NULL, \
-                 raw {long} NOT NULL, PRIMARY KEY (source, record_key)){suffix}"
+                 raw {long} NOT NULL){suffix}"
             ),
+            "CREATE UNIQUE INDEX IF NOT EXISTS records_key ON records (source, record_key)"
+                .to_string(),
             "CREATE INDEX IF NOT EXISTS records_person ON records (person_id)".to_string(),
             format!(
                 "CREATE TABLE IF NOT EXISTS record_versions (source VARCHAR(64) NOT NULL, \
@@ -261,17 +310,17 @@ impl Projection {
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS ngrams (gram VARCHAR(32) NOT NULL, \
-                 source VARCHAR(64) NOT NULL, record_key VARCHAR(191) NOT NULL, \
-                 field VARCHAR(64) NOT NULL, PRIMARY KEY (gram, source, record_key, field)){clustered}"
+                 rid BIGINT NOT NULL, field VARCHAR(64) NOT NULL, \
+                 PRIMARY KEY (gram, rid, field)){clustered}"
             ),
             format!(
-                "CREATE TABLE IF NOT EXISTS record_fields (source VARCHAR(64) NOT NULL, \
-                 record_key VARCHAR(191) NOT NULL, field VARCHAR(64) NOT NULL, \
-                 value VARCHAR({MAX_INDEXED_VALUE_CHARS}) NOT NULL, \
-                 PRIMARY KEY (source, record_key, field)){clustered}"
+                "CREATE TABLE IF NOT EXISTS record_fields (rid BIGINT NOT NULL, \
+                 source VARCHAR(64) NOT NULL, record_key VARCHAR(191) NOT NULL, \
+                 field VARCHAR(64) NOT NULL, value VARCHAR({MAX_INDEXED_VALUE_CHARS}) NOT NULL, \
+                 PRIMARY KEY (rid, field)){clustered}"
             ),
             "CREATE INDEX IF NOT EXISTS record_fields_value ON record_fields \
-             (source, field, value)"
+             (source, field, value, record_key)"
                 .to_string(),
         ];
         for stmt in ddl {
@@ -280,6 +329,15 @@ impl Projection {
                 .await?;
         }
         catalog::migrate(&self.pool, long, suffix).await?;
+        let insert = match self.backend {
+            Backend::Sqlite => "INSERT OR IGNORE",
+            Backend::MySql => "INSERT IGNORE",
+        };
+        let sql = format!("{insert} INTO projection_schema (id, version) VALUES (1, ?)");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(SCHEMA_VERSION)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -336,14 +394,19 @@ impl Projection {
             return Ok(());
         };
         let mut at = self.cursor().await?.map_or(0, |(h, _)| h.0);
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let big_cache = self.backend == Backend::Sqlite && blocks.len() > 1;
+        if big_cache {
+            set_sqlite_cache(&mut conn, SQLITE_CATCH_UP_CACHE_KIB).await?;
+        }
+        let mut tx = conn.begin().await?;
         for block in blocks {
             let height = block.header.height;
             if height.0 != at + 1 {
                 return Err(ProjectionError::NotNext { at, got: height.0 });
             }
-            for t in &block.txs {
-                apply_tx(&mut tx, height, t).await?;
+            for (i, t) in block.txs.iter().enumerate() {
+                apply_tx(&mut tx, height, i, t).await?;
             }
             at = height.0;
         }
@@ -353,6 +416,9 @@ impl Projection {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        if big_cache {
+            set_sqlite_cache(&mut conn, SQLITE_CACHE_KIB).await?;
+        }
         Ok(())
     }
 
@@ -493,11 +559,11 @@ async fn put_source(tx: &mut SqlTx<'_>, s: &DataSource) -> Result<(), Projection
 /// Rebuilds the n-grams of every current record of `s` after its searchable fields changed
 /// (rare: a source redefinition; it scans the index once).
 async fn reindex_source(tx: &mut SqlTx<'_>, s: &DataSource) -> Result<(), ProjectionError> {
-    sqlx::query("DELETE FROM ngrams WHERE source = ?")
+    sqlx::query("DELETE FROM ngrams WHERE rid IN (SELECT rid FROM records WHERE source = ?)")
         .bind(s.id.clone())
         .execute(&mut **tx)
         .await?;
-    let rows = sqlx::query("SELECT record_key, fields FROM records WHERE source = ?")
+    let rows = sqlx::query("SELECT record_key, fields, rid FROM records WHERE source = ?")
         .bind(s.id.clone())
         .fetch_all(&mut **tx)
         .await?;
@@ -509,7 +575,7 @@ async fn reindex_source(tx: &mut SqlTx<'_>, s: &DataSource) -> Result<(), Projec
             height: 0,
             reason: format!("stored fields of {}/{key}: {e}", s.id),
         })?;
-        grams.extend(records::gram_rows(s, &key, &fields));
+        grams.extend(records::gram_rows(s, r.try_get(2)?, &fields));
     }
     records::insert_rows(tx, "ngrams", &records::GRAM_COLUMNS, grams).await
 }
@@ -532,7 +598,12 @@ async fn get_source(
     serde_json::from_str(&def).map_err(|e| diverged(format!("source {id} definition: {e}")))
 }
 
-async fn apply_tx(tx: &mut SqlTx<'_>, height: Height, t: &SignedTx) -> Result<(), ProjectionError> {
+async fn apply_tx(
+    tx: &mut SqlTx<'_>,
+    height: Height,
+    index: usize,
+    t: &SignedTx,
+) -> Result<(), ProjectionError> {
     let Ok(kind) = TxKind::decode(&t.body.payload) else {
         return Err(ProjectionError::Diverged {
             height: height.0,
@@ -543,7 +614,8 @@ async fn apply_tx(tx: &mut SqlTx<'_>, height: Height, t: &SignedTx) -> Result<()
         TxKind::RegisterSource(s) => put_source(tx, &s).await,
         TxKind::SubmitRecords { source, records } => {
             let source = get_source(tx, height, &source).await?;
-            records::put_records(tx, height, &source, &t.id().to_string(), &records).await
+            let id = t.id().to_string();
+            records::put_records(tx, height, index, &source, &id, &records).await
         }
         k @ (TxKind::PutCatalogEntry { .. }
         | TxKind::DeleteCatalogEntry(_)
@@ -559,3 +631,15 @@ async fn apply_tx(tx: &mut SqlTx<'_>, height: Height, t: &SignedTx) -> Result<()
 
 #[cfg(test)]
 mod tests;
+
+/// Sets the page cache of one SQLite connection (shrinking it frees the pages).
+async fn set_sqlite_cache(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    kib: u64,
+) -> Result<(), ProjectionError> {
+    let pragma = format!("PRAGMA cache_size = -{kib}");
+    sqlx::query(sqlx::AssertSqlSafe(pragma))
+        .execute(&mut **conn)
+        .await?;
+    Ok(())
+}

@@ -61,6 +61,8 @@ pub(crate) fn record_json(r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
 
 pub(crate) const RECORD_COLUMNS: &str =
     "source, record_key, version, department, tx_id, fields, height, person_id";
+/// How many columns [`RECORD_COLUMNS`] names.
+pub(crate) const RECORD_COLUMN_COUNT: usize = 8;
 
 /// `GET /api/v1/persons/{id}`: the person file.
 #[utoipa::path(get, path = "/api/v1/persons/{id}", params(("id" = String, Path, description = "18-digit national ID")), responses((status = 200, description = "every source's latest record of the person, with provenance"), (status = 400, description = "invalid national ID"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator"), (status = 404, description = "no records")))]
@@ -240,7 +242,7 @@ pub(crate) async fn matching_records(
 }
 
 /// The SQL of a combined query over `source` and its bound values (before LIMIT and OFFSET).
-/// The index rows of the conditions are joined on the record key, equalities first: an
+/// The index rows of the conditions are joined on the record's row id, equalities first: an
 /// equality's index entries come in record-key order, so the first one drives the query and
 /// the page needs no sort. `op` is one of three fixed operators; fields and values are bound.
 fn combined_sql(source: &str, conds: Vec<(&'static str, String, String)>) -> (String, Vec<String>) {
@@ -277,8 +279,7 @@ fn combined_sql(source: &str, conds: Vec<(&'static str, String, String)>) -> (St
     let mut binds = Vec::new();
     for (i, (field, ops)) in fields.iter().enumerate().skip(1) {
         sql.push_str(&format!(
-            " JOIN record_fields c{i} ON c{i}.source = c0.source \
-             AND c{i}.record_key = c0.record_key AND c{i}.field = ?{}",
+            " JOIN record_fields c{i} ON c{i}.rid = c0.rid AND c{i}.field = ?{}",
             test(i, ops)
         ));
         binds.push(field.clone());
@@ -286,7 +287,7 @@ fn combined_sql(source: &str, conds: Vec<(&'static str, String, String)>) -> (St
     }
     let (field, ops) = &fields[0];
     sql.push_str(&format!(
-        " JOIN records r ON r.source = c0.source AND r.record_key = c0.record_key \
+        " JOIN records r ON r.rid = c0.rid \
          WHERE c0.source = ? AND c0.field = ?{} ORDER BY c0.record_key LIMIT ? OFFSET ?",
         test(0, ops)
     ));

@@ -1,7 +1,8 @@
 //! Fuzzy search (R-QRY-1): records with a national ID, phone, name or address field holding a
 //! fragment, Chinese included, over the n-gram index of the projection
-//! ([`crate::projection::ngrams`]). The rarest grams' postings are joined on the record key in
-//! a forced order and every candidate's value is confirmed, so a hit always holds the fragment.
+//! ([`crate::projection::ngrams`]). The rarest grams' postings are joined on the record's row
+//! id in a forced order and every candidate's value is confirmed, so a hit always holds the
+//! fragment.
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::projection::{ngrams, normalize, Backend, Projection};
-use crate::query::{authorize, db_error, record_json, RECORD_COLUMNS};
+use crate::query::{authorize, db_error, record_json, RECORD_COLUMNS, RECORD_COLUMN_COUNT};
 use crate::{ApiContext, ApiError};
 
 /// Shortest and longest fuzzy query, in characters.
@@ -113,22 +114,18 @@ async fn fuzzy(
         Backend::Sqlite => ("SELECT", "CROSS JOIN"),
         Backend::MySql => ("SELECT STRAIGHT_JOIN", "JOIN"),
     };
-    let mut sql = format!("{select} g0.source, g0.record_key, g0.field, f.value FROM ngrams g0");
+    let mut sql = format!("{select} g0.rid, g0.field, f.value FROM ngrams g0");
     let mut cond = String::from(" WHERE g0.gram = ?");
     for i in 1..counted.len() {
         sql.push_str(&format!(" {join} ngrams g{i}"));
         cond.push_str(&format!(
-            " AND g{i}.gram = ? AND g{i}.source = g0.source AND g{i}.record_key = g0.record_key \
-             AND g{i}.field = g0.field"
+            " AND g{i}.gram = ? AND g{i}.rid = g0.rid AND g{i}.field = g0.field"
         ));
     }
     sql.push_str(&format!(" {join} record_fields f"));
     sql.push_str(&cond);
-    sql.push_str(
-        " AND f.source = g0.source AND f.record_key = g0.record_key AND f.field = g0.field \
-         LIMIT ? OFFSET ?",
-    );
-    let mut hits: Vec<(String, String, String, String)> = Vec::new();
+    sql.push_str(" AND f.rid = g0.rid AND f.field = g0.field LIMIT ? OFFSET ?");
+    let mut hits: Vec<(i64, String, String)> = Vec::new();
     let (mut offset, mut batch) = (0i64, (limit as i64 * 2).max(64));
     let truncated = loop {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
@@ -142,10 +139,10 @@ async fn fuzzy(
             .await
             .map_err(db_error)?;
         for r in &rows {
-            let value: String = r.try_get(3).map_err(db_error)?;
+            let value: String = r.try_get(2).map_err(db_error)?;
             if hits.len() < limit && normalize(&value).contains(needle) {
-                let get = |i| r.try_get::<String, _>(i).map_err(db_error);
-                hits.push((get(0)?, get(1)?, get(2)?, value));
+                let rid: i64 = r.try_get(0).map_err(db_error)?;
+                hits.push((rid, r.try_get(1).map_err(db_error)?, value));
             }
         }
         offset += rows.len() as i64;
@@ -161,26 +158,22 @@ async fn fuzzy(
         return Ok((Vec::new(), truncated));
     }
     let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM records WHERE {}",
-        vec!["(source = ? AND record_key = ?)"; hits.len()].join(" OR ")
+        "SELECT {RECORD_COLUMNS}, rid FROM records WHERE rid IN ({})",
+        vec!["?"; hits.len()].join(", ")
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (source, key, ..) in &hits {
-        q = q.bind(source.clone()).bind(key.clone());
+    for (rid, ..) in &hits {
+        q = q.bind(*rid);
     }
     let mut records = std::collections::HashMap::new();
     for row in q.fetch_all(projection.pool()).await.map_err(db_error)? {
-        let r = record_json(&row)?;
-        let id = (
-            r["source"].as_str().unwrap_or_default().to_string(),
-            r["record_key"].as_str().unwrap_or_default().to_string(),
-        );
-        records.insert(id, r);
+        let rid: i64 = row.try_get(RECORD_COLUMN_COUNT).map_err(db_error)?;
+        records.insert(rid, record_json(&row)?);
     }
     let out = hits
         .into_iter()
-        .filter_map(|(source, key, field, value)| {
-            let record = records.get(&(source, key))?.clone();
+        .filter_map(|(rid, field, value)| {
+            let record = records.get(&rid)?.clone();
             Some(json!({"field": field, "value": value, "record": record}))
         })
         .collect();

@@ -46,10 +46,10 @@ fn mysql_catalog_matter_files_categories_saved_queries_and_exports_r_arc_4_r_qry
     let fresh = format!("govchain_catr{}", std::process::id());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let admin = rt
-        .block_on(Projection::open(&base))
+        .block_on(Projection::server(&base))
         .expect("MySQL reachable");
     let sql = |s: String| {
-        rt.block_on(sqlx::query(sqlx::AssertSqlSafe(s)).execute(admin.pool()))
+        rt.block_on(sqlx::query(sqlx::AssertSqlSafe(s)).execute(&admin))
             .unwrap();
     };
     for name in [&live, &fresh] {

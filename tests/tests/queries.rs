@@ -35,20 +35,18 @@ fn mysql_person_file_search_and_combined_queries_need_the_system_administrators_
     let name = format!("govchain_q{}", std::process::id());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let admin = rt
-        .block_on(Projection::open(&base))
+        .block_on(Projection::server(&base))
         .expect("MySQL reachable");
     for sql in [
         format!("DROP DATABASE IF EXISTS {name}"),
         format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"),
     ] {
-        rt.block_on(sqlx::query(sqlx::AssertSqlSafe(sql)).execute(admin.pool()))
+        rt.block_on(sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin))
             .unwrap();
     }
     run(Some(format!("{prefix}/{name}")));
-    rt.block_on(
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}"))).execute(admin.pool()),
-    )
-    .unwrap();
+    rt.block_on(sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}"))).execute(&admin))
+        .unwrap();
 }
 
 /// The whole scenario against a node projecting into `db` (default: SQLite).

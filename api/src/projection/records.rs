@@ -7,11 +7,17 @@
 //! the next version. The SQL is set-based — a handful of multi-row statements per batch — and
 //! a record's old index rows are found by recomputing its old grams, so the index needs no
 //! second B-tree keyed by record.
+//!
+//! Every record key has a row id ([`row_id`]) fixed by where the key first appears on chain:
+//! it grows with the chain, so the tables clustered by it (`records`, `record_fields`) and each
+//! gram's postings in `ngrams` (clustered by gram, then row id) take new rows at their ends. With
+//! keys ordered by national ID, a batch's inserts landed all over every B-tree, and at 1.5
+//! million residents each commit rewrote most of the index pages.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use govchain_chaincode::catalog::{DataSource, FieldDef, FieldType};
-use govchain_chaincode::records::Record;
+use govchain_chaincode::records::{Record, MAX_RECORDS_PER_BATCH};
 use govchain_ledger::Height;
 use sqlx::Row;
 
@@ -34,8 +40,19 @@ const VERSION_COLUMNS: [&str; 8] = [
     "raw",
 ];
 
+/// The row id of the record at `record` in transaction `tx` of block `height`: the key keeps
+/// the row id of its first appearance. Unique because a block holds at most
+/// [`govchain_ledger::MAX_BLOCK_TXS`] (< 2^15) transactions and a batch at most
+/// [`MAX_RECORDS_PER_BATCH`] (< 2^14) records.
+pub(super) fn row_id(height: Height, tx: usize, record: usize) -> i64 {
+    const _: () = assert!(govchain_ledger::MAX_BLOCK_TXS < 1 << 15);
+    const _: () = assert!(MAX_RECORDS_PER_BATCH < 1 << 14);
+    ((height.0 as i64) << 29) | ((tx as i64) << 14) | record as i64
+}
+
 /// The current version of a record key, as projected.
 struct Current {
+    rid: i64,
     version: i64,
     fields: String,
     raw: String,
@@ -43,6 +60,7 @@ struct Current {
 
 /// One new record version, ready to write.
 struct Version<'r> {
+    rid: i64,
     key: String,
     version: i64,
     person: Option<String>,
@@ -164,32 +182,26 @@ pub(super) fn is_searchable(f: &FieldDef) -> bool {
     }
 }
 
-/// The `ngrams` rows of one record.
+/// The `ngrams` rows of the record with row id `rid`.
 pub(super) fn gram_rows(
     source: &DataSource,
-    key: &str,
+    rid: i64,
     fields: &BTreeMap<String, String>,
 ) -> impl Iterator<Item = Vec<Cell>> {
-    let (source_id, key) = (source.id.clone(), key.to_string());
     record_ngrams(source, fields)
         .into_iter()
-        .map(move |(f, g)| {
-            vec![
-                Cell::Text(g),
-                Cell::Text(source_id.clone()),
-                Cell::Text(key.clone()),
-                Cell::Text(f),
-            ]
-        })
+        .map(move |(f, g)| vec![Cell::Text(g), Cell::Int(rid), Cell::Text(f)])
 }
 
 /// The columns of `ngrams`, in [`gram_rows`] order.
-pub(super) const GRAM_COLUMNS: [&str; 4] = ["gram", "source", "record_key", "field"];
+pub(super) const GRAM_COLUMNS: [&str; 3] = ["gram", "rid", "field"];
 
-/// Projects one `SubmitRecords` batch of `source`, written by `tx_id` at `height`.
+/// Projects one `SubmitRecords` batch of `source`, written by `tx_id`, transaction `tx_index`
+/// of block `height`.
 pub(super) async fn put_records(
     tx: &mut SqlTx<'_>,
     height: Height,
+    tx_index: usize,
     source: &DataSource,
     tx_id: &str,
     records: &[Record],
@@ -212,32 +224,38 @@ pub(super) async fn put_records(
     // The current version of every key of the batch, as projected before it.
     let keys: BTreeSet<&str> = valid.iter().map(|(v, ..)| v.key.as_str()).collect();
     let keys: Vec<&str> = keys.into_iter().collect();
-    let prefix = "SELECT record_key, version, fields, raw FROM records WHERE source = ? AND \
-                  record_key";
+    let prefix = "SELECT record_key, rid, version, fields, raw FROM records WHERE source = ? \
+                  AND record_key";
     let mut before: HashMap<String, Current> = HashMap::new();
     for row in for_keys(tx, prefix, &source.id, &keys, true).await? {
         let c = Current {
-            version: row.try_get(1)?,
-            fields: row.try_get(2)?,
-            raw: row.try_get(3)?,
+            rid: row.try_get(1)?,
+            version: row.try_get(2)?,
+            fields: row.try_get(3)?,
+            raw: row.try_get(4)?,
         };
         before.insert(row.try_get(0)?, c);
     }
     // Chaincode's rule, in order: identical content changes nothing; else the next version.
-    let mut latest: HashMap<&str, (i64, &str, &str)> = before
+    let mut latest: HashMap<&str, (i64, i64, &str, &str)> = before
         .iter()
-        .map(|(k, c)| (k.as_str(), (c.version, c.fields.as_str(), c.raw.as_str())))
+        .map(|(k, c)| {
+            let current = (c.rid, c.version, c.fields.as_str(), c.raw.as_str());
+            (k.as_str(), current)
+        })
         .collect();
     let mut versions: Vec<Version> = Vec::new();
-    for (v, fields, raw, record) in &valid {
-        if let Some((_, f, w)) = latest.get(v.key.as_str()) {
+    for (i, (v, fields, raw, record)) in valid.iter().enumerate() {
+        let last = latest.get(v.key.as_str()).copied();
+        if let Some((_, _, f, w)) = last {
             if f == fields && w == raw {
                 continue;
             }
         }
-        let version = latest.get(v.key.as_str()).map_or(1, |(n, ..)| n + 1);
-        latest.insert(&v.key, (version, fields, raw));
+        let (rid, version) = last.map_or((row_id(height, tx_index, i), 1), |(r, n, ..)| (r, n + 1));
+        latest.insert(&v.key, (rid, version, fields, raw));
         versions.push(Version {
+            rid,
             key: v.key.clone(),
             version,
             person: v.person.as_ref().map(|p| p.as_str().to_string()),
@@ -280,12 +298,14 @@ pub(super) async fn put_records(
         .filter(|(i, v)| current.get(v.key.as_str()) != Some(i))
         .map(|(_, v)| row(v));
     insert_rows(tx, "record_versions", &VERSION_COLUMNS, history.collect()).await?;
-    let current: Vec<&Version> = current.values().map(|i| &versions[*i]).collect();
+    // In row-id order: appended at the end of the tables clustered by it.
+    let mut current: Vec<&Version> = current.values().map(|i| &versions[*i]).collect();
+    current.sort_by_key(|v| v.rid);
     let mut cols = VERSION_COLUMNS.to_vec();
-    cols.push("department");
+    cols.extend(["department", "rid"]);
     let rows = current.iter().map(|v| {
         let mut r = row(v);
-        r.push(text(&source.department));
+        r.extend([text(&source.department), Cell::Int(v.rid)]);
         r
     });
     insert_rows(tx, "records", &cols, rows.collect()).await?;
@@ -294,14 +314,17 @@ pub(super) async fn put_records(
             .fields
             .iter()
             .filter(|(_, x)| !x.is_empty() && x.chars().count() <= MAX_INDEXED_VALUE_CHARS)
-            .map(|(f, x)| vec![text(&source.id), text(&v.key), text(f), text(x)])
+            .map(|(f, x)| {
+                let key = text(&v.key);
+                vec![Cell::Int(v.rid), text(&source.id), key, text(f), text(x)]
+            })
     });
-    let cols = ["source", "record_key", "field", "value"];
+    let cols = ["rid", "source", "record_key", "field", "value"];
     insert_rows(tx, "record_fields", &cols, rows.collect()).await?;
-    // In key order: each insert lands next to the previous one in the index B-tree.
+    // In key order (gram, row id): each insert lands next to the previous one.
     let mut rows: Vec<Vec<Cell>> = current
         .iter()
-        .flat_map(|v| gram_rows(source, &v.key, &v.record.fields))
+        .flat_map(|v| gram_rows(source, v.rid, &v.record.fields))
         .collect();
     rows.sort_by(|a, b| a.iter().cmp(b.iter()));
     insert_rows(tx, "ngrams", &GRAM_COLUMNS, rows).await
@@ -324,10 +347,25 @@ async fn retire(
              AND record_key"
         ),
         "DELETE FROM records WHERE source = ? AND record_key".to_string(),
-        "DELETE FROM record_fields WHERE source = ? AND record_key".to_string(),
     ];
     for prefix in &statements {
         for_keys(tx, prefix, &source.id, keys, false).await?;
+    }
+    let rids: Vec<i64> = keys
+        .iter()
+        .filter_map(|k| before.get(*k))
+        .map(|c| c.rid)
+        .collect();
+    for chunk in rids.chunks(BINDS_PER_STATEMENT) {
+        let sql = format!(
+            "DELETE FROM record_fields WHERE rid IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for rid in chunk {
+            q = q.bind(*rid);
+        }
+        q.execute(&mut **tx).await?;
     }
     // The old grams of each record, recomputed from its old fields (the index holds exactly
     // the grams of current records under the current source definition).
@@ -350,12 +388,10 @@ async fn retire(
             .chunks(BINDS_PER_STATEMENT)
         {
             let sql = format!(
-                "DELETE FROM ngrams WHERE source = ? AND record_key = ? AND gram IN ({})",
+                "DELETE FROM ngrams WHERE rid = ? AND gram IN ({})",
                 vec!["?"; chunk.len()].join(", ")
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(source.id.clone())
-                .bind(key.to_string());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(old.rid);
             for g in chunk {
                 q = q.bind(g.clone());
             }

@@ -14,6 +14,7 @@ use govchain_ledger::{
 };
 use sqlx::Row;
 
+use super::records::row_id;
 use super::{Backend, Projection, ProjectionError};
 
 const CHAIN: &str = "govchain-test";
@@ -144,6 +145,7 @@ fn blocks() -> Vec<Block> {
 /// A fresh, empty projection database on `backend`.
 struct TestDb {
     p: Projection,
+    url: String,
     _dir: Option<tempfile::TempDir>,
     drop_db: Option<(String, String)>,
 }
@@ -156,6 +158,7 @@ impl TestDb {
                 let url = format!("sqlite://{}", dir.path().join("p.db").display());
                 TestDb {
                     p: Projection::open(&url).await.unwrap(),
+                    url,
                     _dir: Some(dir),
                     drop_db: None,
                 }
@@ -167,16 +170,18 @@ impl TestDb {
                 );
                 let (prefix, _) = base.rsplit_once('/').expect("URL ends in /DATABASE");
                 let name = format!("govchain_t{}", rand_suffix());
-                let admin = Projection::open(&base).await.expect("MySQL reachable");
+                let admin = Projection::server(&base).await.expect("MySQL reachable");
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "CREATE DATABASE {name} CHARACTER SET utf8mb4"
                 )))
-                .execute(admin.pool())
+                .execute(&admin)
                 .await
                 .unwrap();
-                let p = Projection::open(&format!("{prefix}/{name}")).await.unwrap();
+                let url = format!("{prefix}/{name}");
+                let p = Projection::open(&url).await.unwrap();
                 TestDb {
                     p,
+                    url,
                     _dir: None,
                     drop_db: Some((base, name)),
                 }
@@ -187,9 +192,9 @@ impl TestDb {
     async fn drop_database(self) {
         if let Some((base, name)) = self.drop_db {
             self.p.pool().close().await;
-            let admin = Projection::open(&base).await.unwrap();
+            let admin = Projection::server(&base).await.unwrap();
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-                .execute(admin.pool())
+                .execute(&admin)
                 .await
                 .unwrap();
         }
@@ -265,6 +270,27 @@ async fn versions_and_history(backend: Backend) {
         .map(|r| (r.try_get(0).unwrap(), r.try_get(1).unwrap()))
         .collect();
     assert_eq!(history, vec![(1, 1), (2, 3)]);
+    // Row ids: fixed where a key first appears (block 1, transaction 0, records 0 and 1), kept
+    // by later versions; the field index holds the current values only.
+    let rids = sqlx::query("SELECT record_key, rid FROM records ORDER BY rid")
+        .fetch_all(p.pool())
+        .await
+        .unwrap();
+    let rids: Vec<(String, i64)> = rids
+        .iter()
+        .map(|r| (r.try_get(0).unwrap(), r.try_get(1).unwrap()))
+        .collect();
+    let (r1, r2) = (row_id(Height(1), 0, 0), row_id(Height(1), 0, 1));
+    assert_eq!(rids, vec![(person_id(1), r1), (person_id(2), r2)]);
+    assert!(row_id(Height(1), 0, 1) < row_id(Height(1), 1, 0));
+    assert!(row_id(Height(1), 19_999, 9_999) < row_id(Height(2), 0, 0));
+    let addr = sqlx::query("SELECT value FROM record_fields WHERE rid = ? AND field = 'zz'")
+        .bind(r1)
+        .fetch_all(p.pool())
+        .await
+        .unwrap();
+    let addr: Vec<String> = addr.iter().map(|r| r.try_get(0).unwrap()).collect();
+    assert_eq!(addr, vec!["北京市东城区王府井大街9号".to_string()]);
     // Fuzzy index: two characters of a three-character name; a street fragment (old street gone).
     for (gram, expect) in [("伟明", 1usize), ("王府", 1), ("建国", 0), ("中关", 1)] {
         let n = sqlx::query("SELECT COUNT(*) FROM ngrams WHERE gram = ?")
@@ -324,6 +350,58 @@ async fn sqlite_records_are_versioned_with_history_raw_bytes_and_ngrams() {
 #[tokio::test]
 async fn mysql_records_are_versioned_with_history_raw_bytes_and_ngrams() {
     versions_and_history(Backend::MySql).await;
+}
+
+/// A database projected under another layout (an older version, or one from before layouts
+/// were versioned) is emptied on open, so the node rebuilds it from genesis.
+async fn older_layout_is_emptied(backend: Backend) {
+    let db = projected(backend).await;
+    let version = |p: Projection| async move {
+        let r = sqlx::query("SELECT version FROM projection_schema")
+            .fetch_one(p.pool())
+            .await
+            .unwrap();
+        r.try_get::<i64, _>(0).unwrap()
+    };
+    assert_eq!(version(db.p.clone()).await, super::SCHEMA_VERSION);
+    let reopened = Projection::open(&db.url).await.unwrap();
+    assert_eq!(
+        reopened.cursor().await.unwrap().unwrap().0,
+        Height(3),
+        "the same layout is kept"
+    );
+    for change in [
+        "UPDATE projection_schema SET version = 1",
+        "DROP TABLE projection_schema",
+    ] {
+        let p = Projection::open(&db.url).await.unwrap();
+        if p.cursor().await.unwrap().is_none() {
+            p.init(Hash([9; 32]), &[hjxx()]).await.unwrap();
+            p.apply_block(&blocks()[0]).await.unwrap();
+        }
+        sqlx::query(change).execute(p.pool()).await.unwrap();
+        p.pool().close().await;
+        let p = Projection::open(&db.url).await.unwrap();
+        assert_eq!(p.cursor().await.unwrap(), None, "after {change}");
+        let n = sqlx::query("SELECT COUNT(*) FROM records")
+            .fetch_one(p.pool())
+            .await
+            .unwrap();
+        assert_eq!(n.try_get::<i64, _>(0).unwrap(), 0, "after {change}");
+        assert_eq!(version(p.clone()).await, super::SCHEMA_VERSION);
+        p.pool().close().await;
+    }
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn sqlite_a_database_of_an_older_layout_is_emptied_for_a_rebuild() {
+    older_layout_is_emptied(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn mysql_a_database_of_an_older_layout_is_emptied_for_a_rebuild() {
+    older_layout_is_emptied(Backend::MySql).await;
 }
 
 #[tokio::test]
