@@ -188,13 +188,15 @@ impl Projection {
                     if sqlite {
                         // WAL: readers do not block the projector. NORMAL sync: a power cut
                         // may lose the last blocks projected, never consistency; the cursor
-                        // says where to resume.
+                        // says where to resume. The log file is cut back after a checkpoint
+                        // (a catch-up transaction grows it to gigabytes).
                         let cache = format!("PRAGMA cache_size = -{SQLITE_CACHE_KIB}");
-                        for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"]
-                            .into_iter()
-                            .map(String::from)
-                            .chain([cache])
-                        {
+                        let pragmas = [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA journal_size_limit = 67108864",
+                        ];
+                        for pragma in pragmas.into_iter().map(String::from).chain([cache]) {
                             sqlx::query(sqlx::AssertSqlSafe(pragma))
                                 .execute(&mut *conn)
                                 .await?;

@@ -11,7 +11,7 @@ use sqlx::Row;
 
 use crate::auth::require_system_admin;
 use crate::catalog::{paging, param, params};
-use crate::projection::Projection;
+use crate::projection::{Backend, Projection};
 use crate::{ApiContext, ApiError};
 
 /// Checks the request's signature and returns the projection to query.
@@ -218,8 +218,20 @@ async fn combined(
     })
 }
 
+/// Index entries counted per condition when choosing which condition drives a combined query.
+const CONDITION_COUNT_CAP: i64 = 5_000;
+
+/// The conditions on one field: an equality, or the bounds of one range.
+type FieldConds = (String, Vec<(&'static str, String)>);
+
 /// One page of the current records of `source` matching every condition `(op, field, value)`
 /// (`op` is `=`, `>=` or `<=`; fields and values are bound), by record key, as JSON.
+///
+/// The most selective condition drives the query: each condition's index entries are counted
+/// (up to [`CONDITION_COUNT_CAP`]) and the rarest is scanned first, the others checked per
+/// candidate. At 1.5 million residents "sex = male AND married AND born in one month" driven
+/// by the sex index visited about 28,000 candidates for one page (5 s on a cold cache); driven by
+/// the birth-date range it visits about 1,600.
 pub(crate) async fn matching_records(
     projection: &Projection,
     source: &str,
@@ -227,7 +239,14 @@ pub(crate) async fn matching_records(
     page: usize,
     page_size: usize,
 ) -> Result<Vec<Value>, ApiError> {
-    let (sql, binds) = combined_sql(source, conds.to_vec());
+    let mut fields = group_by_field(conds);
+    if fields.len() > 1 {
+        let Some(order) = by_selectivity(projection, source, fields).await? else {
+            return Ok(Vec::new());
+        };
+        fields = order;
+    }
+    let (sql, binds) = combined_sql(projection.backend(), source, &fields);
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for b in binds {
         q = q.bind(b);
@@ -241,55 +260,112 @@ pub(crate) async fn matching_records(
     rows.iter().map(record_json).collect()
 }
 
+/// The conditions grouped into one index scan per field: an equality alone, a `from` and a
+/// `to` on the same field together (one range).
+fn group_by_field(conds: &[(&'static str, String, String)]) -> Vec<FieldConds> {
+    let mut fields: Vec<FieldConds> = Vec::new();
+    for (op, field, value) in conds {
+        match fields
+            .iter_mut()
+            .find(|(f, ops)| f == field && *op != "=" && ops[0].0 != "=")
+        {
+            Some((_, ops)) => ops.push((*op, value.clone())),
+            None => fields.push((field.clone(), vec![(*op, value.clone())])),
+        }
+    }
+    fields
+}
+
+/// ` AND {alias}.value {op} ?` for each bound of one field (`op` is one of three constants).
+fn value_tests(alias: &str, ops: &[(&'static str, String)]) -> String {
+    ops.iter()
+        .map(|(op, _)| format!(" AND {alias}.value {op} ?"))
+        .collect()
+}
+
+/// `fields` ordered rarest first (by index entries, counted up to [`CONDITION_COUNT_CAP`], all
+/// in one statement; among equally common ones an equality first, whose entries come in
+/// record-key order); `None` when one condition matches nothing.
+async fn by_selectivity(
+    projection: &Projection,
+    source: &str,
+    fields: Vec<FieldConds>,
+) -> Result<Option<Vec<FieldConds>>, ApiError> {
+    let sql = fields
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ops))| {
+            format!(
+                "SELECT {i}, COUNT(*) FROM (SELECT 1 FROM record_fields c WHERE c.source = ? \
+                 AND c.field = ?{} LIMIT ?) p{i}",
+                value_tests("c", ops)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (field, ops) in &fields {
+        q = q.bind(source.to_string()).bind(field.clone());
+        for (_, v) in ops {
+            q = q.bind(v.clone());
+        }
+        q = q.bind(CONDITION_COUNT_CAP);
+    }
+    let mut counts = vec![0i64; fields.len()];
+    for row in q.fetch_all(projection.pool()).await.map_err(db_error)? {
+        let i: i64 = row.try_get(0).map_err(db_error)?;
+        let n: i64 = row.try_get(1).map_err(db_error)?;
+        if let Some(c) = counts.get_mut(i as usize) {
+            *c = n;
+        }
+    }
+    if counts.contains(&0) {
+        return Ok(None);
+    }
+    let mut ranked: Vec<(i64, bool, FieldConds)> = fields
+        .into_iter()
+        .zip(counts)
+        .map(|(f, n)| (n, f.1[0].0 != "=", f))
+        .collect();
+    ranked.sort_by_key(|a| (a.0, a.1));
+    Ok(Some(ranked.into_iter().map(|(.., f)| f).collect()))
+}
+
 /// The SQL of a combined query over `source` and its bound values (before LIMIT and OFFSET).
-/// The index rows of the conditions are joined on the record's row id, equalities first: an
-/// equality's index entries come in record-key order, so the first one drives the query and
-/// the page needs no sort. `op` is one of three fixed operators; fields and values are bound.
-fn combined_sql(source: &str, conds: Vec<(&'static str, String, String)>) -> (String, Vec<String>) {
+/// The index entries of the first field's conditions drive it, in this order (SQLite `CROSS
+/// JOIN`, MySQL `STRAIGHT_JOIN`); the other fields' index rows are joined on the record's row
+/// id. Fields and values are bound; operators are constants.
+fn combined_sql(backend: Backend, source: &str, fields: &[FieldConds]) -> (String, Vec<String>) {
     let columns: Vec<String> = RECORD_COLUMNS
         .split(", ")
         .map(|c| format!("r.{c}"))
         .collect();
     let columns = columns.join(", ");
-    if conds.is_empty() {
+    let Some((field, ops)) = fields.first() else {
         let sql = format!(
             "SELECT {columns} FROM records r WHERE r.source = ? ORDER BY r.record_key \
              LIMIT ? OFFSET ?"
         );
         return (sql, vec![source.to_string()]);
-    }
-    // One index join per field: its bounds together (a `from` and a `to` make one range).
-    let mut fields: Vec<(String, Vec<(&'static str, String)>)> = Vec::new();
-    for (op, field, value) in conds {
-        match fields
-            .iter_mut()
-            .find(|(f, ops)| *f == field && op != "=" && ops[0].0 != "=")
-        {
-            Some((_, ops)) => ops.push((op, value)),
-            None => fields.push((field, vec![(op, value)])),
-        }
-    }
-    fields.sort_by_key(|(_, ops)| ops[0].0 != "=");
-    let test = |i: usize, ops: &[(&'static str, String)]| -> String {
-        ops.iter()
-            .map(|(op, _)| format!(" AND c{i}.value {op} ?"))
-            .collect()
     };
-    let mut sql = format!("SELECT {columns} FROM record_fields c0");
+    let (select, join) = match backend {
+        Backend::Sqlite => ("SELECT", "CROSS JOIN"),
+        Backend::MySql => ("SELECT STRAIGHT_JOIN", "JOIN"),
+    };
+    let mut sql = format!("{select} {columns} FROM record_fields c0");
     let mut binds = Vec::new();
     for (i, (field, ops)) in fields.iter().enumerate().skip(1) {
         sql.push_str(&format!(
-            " JOIN record_fields c{i} ON c{i}.rid = c0.rid AND c{i}.field = ?{}",
-            test(i, ops)
+            " {join} record_fields c{i} ON c{i}.rid = c0.rid AND c{i}.field = ?{}",
+            value_tests(&format!("c{i}"), ops)
         ));
         binds.push(field.clone());
         binds.extend(ops.iter().map(|(_, v)| v.clone()));
     }
-    let (field, ops) = &fields[0];
     sql.push_str(&format!(
-        " JOIN records r ON r.rid = c0.rid \
+        " {join} records r ON r.rid = c0.rid \
          WHERE c0.source = ? AND c0.field = ?{} ORDER BY c0.record_key LIMIT ? OFFSET ?",
-        test(0, ops)
+        value_tests("c0", ops)
     ));
     binds.extend([source.to_string(), field.clone()]);
     binds.extend(ops.iter().map(|(_, v)| v.clone()));

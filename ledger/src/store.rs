@@ -117,6 +117,9 @@ fn corrupt(what: impl Into<String>) -> impl FnOnce(CodecError) -> StoreError {
     move |source| StoreError::Corrupt { what, source }
 }
 
+/// Write-ahead log kept before the column families holding the oldest log are flushed.
+const MAX_TOTAL_WAL_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Block cache shared by the `state` and `tx_index` column families of one store.
 const BLOCK_CACHE_BYTES: usize = 128 * 1024 * 1024;
 
@@ -158,6 +161,11 @@ impl Store {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // A write-ahead log file is kept until every column family with data in it has been
+        // flushed; a rarely written family (blocks are flushed, state is not) kept every log of
+        // a big load alive (1.5 million residents: 2.5 GB of logs, replayed on each restart).
+        // Past this total the families holding the oldest log are flushed.
+        opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
         let cache = block_cache()?;
         let cfs = COLUMN_FAMILIES
             .iter()
