@@ -135,18 +135,27 @@ pub(crate) async fn require_matter(pool: &AnyPool, id: &str) -> Result<MatterTyp
         .ok_or_else(|| unknown("unknown_matter", format!("no matter type {id:?}")))
 }
 
+/// The definition `sql` selects with `args`, or 404 with `code` and `message`.
+async fn require<T: DeserializeOwned>(
+    pool: &AnyPool,
+    sql: &'static str,
+    args: &[&str],
+    code: &'static str,
+    message: String,
+) -> Result<T, ApiError> {
+    fetch_one(pool, sql, args)
+        .await?
+        .ok_or_else(|| unknown(code, message))
+}
+
 /// The category `id`, or 404 `unknown_category`.
 pub(crate) async fn require_category(
     pool: &AnyPool,
     id: &str,
 ) -> Result<ServiceCategory, ApiError> {
-    fetch_one(
-        pool,
-        "SELECT definition FROM categories WHERE id = ?",
-        &[id],
-    )
-    .await?
-    .ok_or_else(|| unknown("unknown_category", format!("no category {id:?}")))
+    let sql = "SELECT definition FROM categories WHERE id = ?";
+    let message = format!("no category {id:?}");
+    require(pool, sql, &[id], "unknown_category", message).await
 }
 
 /// The display template `id` of `category`, or 404 `unknown_template`.
@@ -156,12 +165,8 @@ pub(crate) async fn require_template(
     id: &str,
 ) -> Result<DisplayTemplate, ApiError> {
     let sql = "SELECT definition FROM display_templates WHERE category = ? AND id = ?";
-    fetch_one(pool, sql, &[category, id]).await?.ok_or_else(|| {
-        unknown(
-            "unknown_template",
-            format!("category {category:?} has no display template {id:?}"),
-        )
-    })
+    let message = format!("category {category:?} has no display template {id:?}");
+    require(pool, sql, &[category, id], "unknown_template", message).await
 }
 
 /// The export format `id` of `category`, or 404 `unknown_format`.
@@ -171,12 +176,8 @@ pub(crate) async fn require_format(
     id: &str,
 ) -> Result<ExportFormat, ApiError> {
     let sql = "SELECT definition FROM export_formats WHERE category = ? AND id = ?";
-    fetch_one(pool, sql, &[category, id]).await?.ok_or_else(|| {
-        unknown(
-            "unknown_format",
-            format!("category {category:?} has no export format {id:?}"),
-        )
-    })
+    let message = format!("category {category:?} has no export format {id:?}");
+    require(pool, sql, &[category, id], "unknown_format", message).await
 }
 
 /// The saved query `name` of `owner`, or 404 `unknown_query`.
@@ -186,14 +187,15 @@ pub(crate) async fn require_query(
     name: &str,
 ) -> Result<SavedQuery, ApiError> {
     let sql = "SELECT definition FROM saved_queries WHERE owner = ? AND name = ?";
-    fetch_one(pool, sql, &[&owner.to_hex(), name])
-        .await?
-        .ok_or_else(|| {
-            unknown(
-                "unknown_query",
-                format!("owner has no saved query {name:?}"),
-            )
-        })
+    let message = format!("owner has no saved query {name:?}");
+    require(
+        pool,
+        sql,
+        &[&owner.to_hex(), name],
+        "unknown_query",
+        message,
+    )
+    .await
 }
 
 async fn category_json(pool: &AnyPool, c: &ServiceCategory) -> Result<Value, ApiError> {
