@@ -174,10 +174,7 @@ impl Projection {
             let mode = if path.contains('?') { "" } else { "?mode=rwc" };
             (Backend::Sqlite, format!("sqlite://{path}{mode}"))
         } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            (
-                Backend::MySql,
-                url.replacen("mariadb://", "mysql://", 1).to_string(),
-            )
+            (Backend::MySql, mysql_url(url))
         } else {
             return Err(ProjectionError::UnsupportedUrl(url.to_string()));
         };
@@ -217,10 +214,9 @@ impl Projection {
     /// benchmarks create and drop databases through it).
     pub async fn server(url: &str) -> Result<AnyPool, ProjectionError> {
         sqlx::any::install_default_drivers();
-        let url = url.replacen("mariadb://", "mysql://", 1);
         Ok(AnyPoolOptions::new()
             .max_connections(2)
-            .connect(&url)
+            .connect(&mysql_url(url))
             .await?)
     }
 
@@ -633,9 +629,6 @@ async fn apply_tx(
     }
 }
 
-#[cfg(test)]
-mod tests;
-
 /// Sets the page cache of one SQLite connection (shrinking it frees the pages).
 async fn set_sqlite_cache(
     conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
@@ -647,3 +640,11 @@ async fn set_sqlite_cache(
         .await?;
     Ok(())
 }
+
+/// `url` with a `mariadb://` scheme spelled as sqlx's `mysql://`.
+fn mysql_url(url: &str) -> String {
+    url.replacen("mariadb://", "mysql://", 1)
+}
+
+#[cfg(test)]
+mod tests;

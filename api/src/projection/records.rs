@@ -110,18 +110,20 @@ pub(super) async fn insert_rows(
     Ok(())
 }
 
-/// Runs `{prefix} IN (?, …)` over `keys` in chunks, binding `source` first, and returns the
-/// rows (`fetch`) or nothing. `prefix` is a constant of this module.
+/// Runs `statement` over `keys` in chunks, its `KEYS` replaced by `(?, …)` for each chunk and
+/// `source` bound first, and returns the rows (`fetch`) or nothing. `statement` is a constant of
+/// this module.
 async fn for_keys(
     tx: &mut SqlTx<'_>,
-    prefix: &str,
+    statement: &str,
     source: &str,
     keys: &[&str],
     fetch: bool,
 ) -> Result<Vec<sqlx::any::AnyRow>, ProjectionError> {
     let mut out = Vec::new();
     for chunk in keys.chunks(BINDS_PER_STATEMENT) {
-        let sql = format!("{prefix} IN ({})", vec!["?"; chunk.len()].join(", "));
+        let list = format!("({})", vec!["?"; chunk.len()].join(", "));
+        let sql = statement.replacen("KEYS", &list, 1);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(source.to_string());
         for k in chunk {
             q = q.bind(k.to_string());
@@ -224,10 +226,10 @@ pub(super) async fn put_records(
     // The current version of every key of the batch, as projected before it.
     let keys: BTreeSet<&str> = valid.iter().map(|(v, ..)| v.key.as_str()).collect();
     let keys: Vec<&str> = keys.into_iter().collect();
-    let prefix = "SELECT record_key, rid, version, fields, raw FROM records WHERE source = ? \
-                  AND record_key";
+    let current = "SELECT record_key, rid, version, fields, raw FROM records WHERE source = ? \
+                   AND record_key IN KEYS";
     let mut before: HashMap<String, Current> = HashMap::new();
-    for row in for_keys(tx, prefix, &source.id, &keys, true).await? {
+    for row in for_keys(tx, current, &source.id, &keys, true).await? {
         let c = Current {
             rid: row.try_get(1)?,
             version: row.try_get(2)?,
@@ -344,28 +346,15 @@ async fn retire(
     let statements = [
         format!(
             "INSERT INTO record_versions ({cols}) SELECT {cols} FROM records WHERE source = ? \
-             AND record_key"
+             AND record_key IN KEYS"
         ),
-        "DELETE FROM records WHERE source = ? AND record_key".to_string(),
+        "DELETE FROM record_fields WHERE rid IN (SELECT rid FROM records WHERE source = ? \
+         AND record_key IN KEYS)"
+            .to_string(),
+        "DELETE FROM records WHERE source = ? AND record_key IN KEYS".to_string(),
     ];
-    for prefix in &statements {
-        for_keys(tx, prefix, &source.id, keys, false).await?;
-    }
-    let rids: Vec<i64> = keys
-        .iter()
-        .filter_map(|k| before.get(*k))
-        .map(|c| c.rid)
-        .collect();
-    for chunk in rids.chunks(BINDS_PER_STATEMENT) {
-        let sql = format!(
-            "DELETE FROM record_fields WHERE rid IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for rid in chunk {
-            q = q.bind(*rid);
-        }
-        q.execute(&mut **tx).await?;
+    for statement in &statements {
+        for_keys(tx, statement, &source.id, keys, false).await?;
     }
     // The old grams of each record, recomputed from its old fields (the index holds exactly
     // the grams of current records under the current source definition).
