@@ -16,6 +16,8 @@ pub enum KeyRole {
     DepartmentAdmin(String),
     /// A department's node (its validator key).
     DepartmentNode(String),
+    /// A system account (a user with the `system` role and this key).
+    User(String),
 }
 
 /// The role of `key`, if registered.

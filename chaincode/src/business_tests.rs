@@ -35,7 +35,7 @@ fn material(id: &str, name: &str) -> Material {
 }
 
 /// 结婚登记: the couple's household and marriage records, two materials.
-fn marriage() -> MatterType {
+pub(crate) fn marriage() -> MatterType {
     MatterType {
         id: "jhdj".into(),
         name: "结婚登记".into(),

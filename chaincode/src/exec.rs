@@ -12,6 +12,7 @@ use govchain_ledger::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::access_exec;
 use crate::auth::{self, KeyRole};
 use crate::business_exec;
 use crate::catalog::{DataSource, Department};
@@ -133,6 +134,12 @@ pub fn execute_tx(o: &mut Overlay<'_>, ctx: &BlockContext, tx: &SignedTx) -> Res
         TxKind::DeleteMaterial { matter, id } => {
             business_exec::delete_material(o, tx, &matter, &id)?
         }
+        TxKind::PutUsers { mode, users } => access_exec::put_users(o, tx, mode, users)?,
+        TxKind::DeleteUser { id } => access_exec::delete_user(o, tx, &id)?,
+        TxKind::PutGrant(g) => access_exec::put_grant(o, tx, g)?,
+        TxKind::RevokeGrant { id } => access_exec::revoke_grant(o, ctx, tx, &id)?,
+        TxKind::RecordConsent(c) => access_exec::record_consent(o, tx, c)?,
+        TxKind::AppendAudit { entries } => access_exec::append_audit(o, ctx, tx, &entries)?,
     }
     o.writes.put(nonce_key, Vec::new());
     Ok(())

@@ -149,7 +149,7 @@ fn initial_state() -> InitialState {
 }
 
 /// A valid national ID: region 110105, born 1949-12-31, sequence `seq`, correct check character.
-fn person_id(seq: u32) -> String {
+pub(crate) fn person_id(seq: u32) -> String {
     assert!(seq < 1000);
     let mut s = format!("11010519491231{seq:03}");
     s.push(check_char(s.as_bytes()));

@@ -90,3 +90,26 @@ pub fn saved_query(owner: &PublicKey, name: &str) -> Vec<u8> {
 pub fn saved_query_count(owner: &PublicKey) -> Vec<u8> {
     [&b"query_count/"[..], owner.as_bytes()].concat()
 }
+
+/// A user.
+pub fn user(id: &str) -> Vec<u8> {
+    [b"user/", id.as_bytes()].concat()
+}
+
+/// A grant.
+pub fn grant(id: &str) -> Vec<u8> {
+    [b"grant/", id.as_bytes()].concat()
+}
+
+/// The ids of a grantee's grants (`d:<dept>`, `l:<dept>:<level>`, `u:<user>`).
+pub fn grants_of(grantee: &str) -> Vec<u8> {
+    [b"grants_of/", grantee.as_bytes()].concat()
+}
+
+/// A resident's consent.
+pub fn consent(id: &str) -> Vec<u8> {
+    [b"consent/", id.as_bytes()].concat()
+}
+
+/// Number of audit entries on chain.
+pub const AUDIT_COUNT: &[u8] = b"audit_count";

@@ -6,6 +6,7 @@
 use govchain_ledger::{codec, PublicKey, MAX_TX_BYTES};
 use serde::{Deserialize, Serialize};
 
+use crate::access::{AuditEntry, Consent, Grant, User};
 use crate::business::{CatalogEntry, EntryRef, Material, PutMode};
 use crate::catalog::{DataSource, Department};
 use crate::error::TxError;
@@ -81,11 +82,39 @@ pub enum TxKind {
         /// The material's id.
         id: String,
     },
+    /// Adds or replaces users and system accounts, all or none (R-SEC-1; see
+    /// [`crate::access_exec`] for who may sign).
+    PutUsers {
+        /// Add (refused if one exists) or replace (refused if one does not).
+        mode: PutMode,
+        /// The users.
+        users: Vec<User>,
+    },
+    /// Deletes a user (as [`TxKind::PutUsers`] for who may sign).
+    DeleteUser {
+        /// The user id.
+        id: String,
+    },
+    /// Grants read and/or export rights on other departments' sources (R-SEC-3; system
+    /// administrator).
+    PutGrant(Grant),
+    /// Revokes a grant from this block on (system administrator).
+    RevokeGrant {
+        /// The grant id.
+        id: String,
+    },
+    /// A resident's consent verified by SMS code (R-SEC-5; the verifying department node).
+    RecordConsent(Consent),
+    /// A batch of audit entries (R-AUD-1; the department node that served the requests).
+    AppendAudit {
+        /// The entries.
+        entries: Vec<AuditEntry>,
+    },
 }
 
 impl TxKind {
     /// Number of variants; an encoded variant index at or above it is an unknown kind.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 16;
 
     /// Canonical bytes (a ledger transaction's payload).
     pub fn encode(&self) -> Vec<u8> {
@@ -118,6 +147,12 @@ impl TxKind {
             TxKind::DeleteCatalogEntry(_) => "delete_catalog_entry",
             TxKind::PutMaterial { .. } => "put_material",
             TxKind::DeleteMaterial { .. } => "delete_material",
+            TxKind::PutUsers { .. } => "put_users",
+            TxKind::DeleteUser { .. } => "delete_user",
+            TxKind::PutGrant(_) => "put_grant",
+            TxKind::RevokeGrant { .. } => "revoke_grant",
+            TxKind::RecordConsent(_) => "record_consent",
+            TxKind::AppendAudit { .. } => "append_audit",
         }
     }
 }
@@ -129,10 +164,7 @@ mod tests {
     #[test]
     fn variant_count_matches_the_enum() {
         // The last variant encodes with tag COUNT - 1.
-        let k = TxKind::DeleteMaterial {
-            matter: "hyjh".into(),
-            id: "sfz".into(),
-        };
+        let k = TxKind::AppendAudit { entries: vec![] };
         assert_eq!(k.encode()[..4], (TxKind::COUNT - 1).to_le_bytes());
         assert_eq!(TxKind::decode(&k.encode()).unwrap(), k);
     }

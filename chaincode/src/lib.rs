@@ -10,6 +10,10 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
+pub mod access;
+pub mod access_exec;
+#[cfg(test)]
+mod access_tests;
 pub mod app_hash;
 pub mod auth;
 pub mod business;
@@ -26,6 +30,7 @@ pub mod genesis;
 pub mod keys;
 pub mod kinds;
 pub mod person;
+pub mod proof;
 pub mod records;
 pub mod saved_query;
 
