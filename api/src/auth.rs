@@ -1,21 +1,20 @@
-//! Signed requests of system accounts (R-SEC-7; DESIGN §7). Until users and grants exist
-//! (the access-control issue), every endpoint that returns personal data requires a request
-//! signed by the genesis system administrator's key; none is open.
+//! Signed requests of key-holders (R-SEC-7; DESIGN §7): the genesis system administrator and
+//! registered system accounts (department and approval systems). Staff use sessions instead
+//! ([`crate::access`]).
 //!
 //! A request carries three headers: `x-govchain-key` (hex public key), `x-govchain-time` (Unix
 //! ms), `x-govchain-signature` (hex ed25519 signature over [`request_digest`]) and optionally
 //! `x-govchain-nonce` (so identical requests in one millisecond differ). The node
 //! refuses a missing or malformed header, a time more than [`MAX_SKEW_MS`] from its clock, a
 //! signature that does not verify, a signature it has already seen (replay), and a key that is
-//! not the system administrator's.
+//! not registered (the last in [`crate::access::authenticate`]).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode};
-use govchain_chaincode::auth::{role_of, KeyRole};
 use govchain_ledger::hash::{hash_parts, Domain};
-use govchain_ledger::{crypto, Hash, Keypair, PublicKey, Signature, StateView};
+use govchain_ledger::{crypto, Hash, Keypair, PublicKey, Signature};
 
 use crate::ApiError;
 
@@ -165,9 +164,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
         .map_err(|_| unauthorized("bad_signature", format!("header {name} is not text")))
 }
 
-/// Checks a signed request and that its signer is the system administrator.
-pub fn require_system_admin(
-    state: &dyn StateView,
+/// Checks a signed request; returns its signer.
+pub fn verify_signed(
     replay: &ReplayGuard,
     headers: &HeaderMap,
     method: &str,
@@ -233,14 +231,7 @@ pub fn require_system_admin(
             ))
         }
     }
-    match role_of(state, &key).map_err(ApiError::internal)? {
-        Some(KeyRole::SystemAdmin) => Ok(key),
-        _ => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only the system administrator may read personal data until grants exist",
-        )),
-    }
+    Ok(key)
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use sqlx::{AnyPool, Row};
 
-use crate::query::{authorize, db_error, MAX_PAGE, MAX_PAGE_SIZE};
+use crate::access::reader;
+use crate::query::{db_error, MAX_PAGE, MAX_PAGE_SIZE};
 use crate::{ApiContext, ApiError};
 
 /// A 404 with a specific code (`unknown_matter`, `unknown_category`, …).
@@ -221,7 +222,7 @@ pub async fn list_matters(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let p = authorize(&ctx, &headers, &uri)?;
+    let (_, p) = reader(&ctx, &headers, &uri)?;
     params(&uri, &[])?;
     let ids = fetch_defs(p.pool(), "SELECT id FROM matter_types ORDER BY id", &[]).await?;
     let mut out = Vec::with_capacity(ids.len());
@@ -239,7 +240,7 @@ pub async fn get_matter(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let p = authorize(&ctx, &headers, &uri)?;
+    let (_, p) = reader(&ctx, &headers, &uri)?;
     params(&uri, &[])?;
     Ok(Json(
         json!({"matter_type": require_matter(p.pool(), &id).await?}),
@@ -254,7 +255,7 @@ pub async fn list_materials(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let p = authorize(&ctx, &headers, &uri)?;
+    let (_, p) = reader(&ctx, &headers, &uri)?;
     params(&uri, &[])?;
     let m = require_matter(p.pool(), &id).await?;
     Ok(Json(json!({"matter": m.id, "materials": m.materials})))
@@ -267,7 +268,7 @@ pub async fn list_categories(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let p = authorize(&ctx, &headers, &uri)?;
+    let (_, p) = reader(&ctx, &headers, &uri)?;
     params(&uri, &[])?;
     let defs = fetch_defs(
         p.pool(),
@@ -290,7 +291,7 @@ pub async fn get_category(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let p = authorize(&ctx, &headers, &uri)?;
+    let (_, p) = reader(&ctx, &headers, &uri)?;
     params(&uri, &[])?;
     let c = require_category(p.pool(), &id).await?;
     Ok(Json(category_json(p.pool(), &c).await?))
@@ -303,7 +304,7 @@ pub async fn list_queries(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let p = authorize(&ctx, &headers, &uri)?;
+    let (_, p) = reader(&ctx, &headers, &uri)?;
     let ps = params(&uri, &["owner"])?;
     let owner = owner_key(param(&ps, "owner"))?;
     let sql = "SELECT definition FROM saved_queries WHERE owner = ? ORDER BY name";
@@ -323,7 +324,7 @@ pub async fn list_changes(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let p = authorize(&ctx, &headers, &uri)?;
+    let (_, p) = reader(&ctx, &headers, &uri)?;
     let ps = params(&uri, &["page", "page_size"])?;
     let (page, page_size) = paging(&ps, MAX_PAGE_SIZE, MAX_PAGE_SIZE)?;
     let rows = sqlx::query(

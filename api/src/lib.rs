@@ -7,8 +7,11 @@
 //! `{"error": {"code", "message"}}` with a fitting status.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod consent;
 pub mod error;
 pub mod export;
 pub mod matters;
@@ -16,6 +19,8 @@ pub mod projection;
 pub mod query;
 pub mod routes;
 pub mod search;
+pub mod security;
+pub mod session;
 pub mod shaping;
 
 use std::sync::atomic::AtomicUsize;
@@ -103,4 +108,6 @@ pub struct ApiContext {
     pub projection: Option<projection::Projection>,
     /// Signed requests already used.
     pub replay: auth::ReplayGuard,
+    /// Sessions, passwords, SMS codes and the audit queue of this node.
+    pub security: security::SecurityRef,
 }

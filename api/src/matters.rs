@@ -15,8 +15,9 @@ use govchain_chaincode::business::SourceFields;
 use govchain_chaincode::person::PersonId;
 use serde_json::{json, Map, Value};
 
+use crate::access::reader;
 use crate::catalog::{load_source, paging, param, params, require_matter};
-use crate::query::{authorize, db_error, record_json, MAX_PAGE_SIZE, RECORD_COLUMNS};
+use crate::query::{db_error, record_json, MAX_PAGE_SIZE, RECORD_COLUMNS};
 use crate::{ApiContext, ApiError};
 
 /// `fields` (a record's field object) restricted to `names`, in that order; absent ones null.
@@ -49,6 +50,15 @@ pub(crate) fn person(id: &str) -> Result<PersonId, ApiError> {
 }
 
 /// Every current record of `person`, as JSON, by source and record key.
+/// The distinct sources of records, in order.
+pub(crate) fn sources_of(records: &[Value]) -> Vec<String> {
+    let set: std::collections::BTreeSet<&str> = records
+        .iter()
+        .filter_map(|r| r["source"].as_str())
+        .collect();
+    set.into_iter().map(str::to_string).collect()
+}
+
 pub(crate) async fn person_records(
     pool: &sqlx::AnyPool,
     person: &PersonId,
@@ -100,12 +110,24 @@ pub async fn matter_file(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let projection = authorize(&ctx, &headers, &uri)?;
+    let (caller, projection) = reader(&ctx, &headers, &uri)?;
     params(&uri, &[])?;
     let id = person(&id)?;
     let pool = projection.pool();
     let m = require_matter(pool, &matter).await?;
-    let all = person_records(pool, &id).await?;
+    let access = caller.decide(
+        &ctx,
+        govchain_chaincode::access::Right::Query,
+        m.sources.iter().map(|s| s.source.clone()).collect(),
+        false,
+        Some(id.as_str()),
+        Some(&m.id),
+    )?;
+    let all: Vec<Value> = person_records(pool, &id)
+        .await?
+        .into_iter()
+        .filter(|r| access.may_read(r["source"].as_str().unwrap_or_default()))
+        .collect();
     let mut by_source: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
     for r in &all {
         by_source
@@ -114,12 +136,13 @@ pub async fn matter_file(
             .push(r);
     }
     let mut sources = Vec::with_capacity(m.sources.len());
-    for sf in &m.sources {
+    for sf in m.sources.iter().filter(|sf| access.may_read(&sf.source)) {
         let recs = by_source
             .get(sf.source.as_str())
             .map_or(&[][..], Vec::as_slice);
         sources.push(source_section(pool, sf, recs).await?);
     }
+    access.done(all.len());
     let at = projection.cursor().await.map_err(ApiError::internal)?;
     Ok(Json(json!({
         "person_id": id.as_str(),
@@ -139,7 +162,7 @@ pub async fn extract(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let projection = authorize(&ctx, &headers, &uri)?;
+    let (caller, projection) = reader(&ctx, &headers, &uri)?;
     let ps = params(&uri, &["source", "page", "page_size"])?;
     let (page, page_size) = paging(&ps, 20, MAX_PAGE_SIZE)?;
     let m = require_matter(projection.pool(), &id).await?;
@@ -152,6 +175,14 @@ pub async fn extract(
             )
         })?],
     };
+    let access = caller.decide(
+        &ctx,
+        govchain_chaincode::access::Right::Query,
+        wanted.iter().map(|s| s.source.clone()).collect(),
+        false,
+        None,
+        None,
+    )?;
     let sql = format!(
         "SELECT {RECORD_COLUMNS} FROM records WHERE source IN ({}) \
          ORDER BY source, record_key LIMIT ? OFFSET ?",
@@ -177,6 +208,7 @@ pub async fn extract(
             .unwrap_or_default();
         results.push(picked_record(&r, names));
     }
+    access.done(results.len());
     Ok(Json(json!({
         "matter": m.id,
         "page": page,

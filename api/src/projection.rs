@@ -37,7 +37,7 @@ const SQLITE_CACHE_KIB: u64 = 256 * 1024;
 const SQLITE_CATCH_UP_CACHE_KIB: u64 = 6 * 1024 * 1024;
 
 /// Version of the tables' layout; a database holding another is rebuilt from genesis.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Most blocks applied in one SQL transaction while catching up.
 pub const MAX_BLOCKS_PER_SQL_TX: usize = 256;
@@ -46,6 +46,7 @@ pub const MAX_BLOCKS_PER_SQL_TX: usize = 256;
 /// (the whole n-gram B-tree): the write per record falls with the records per transaction.
 pub const MAX_TXS_PER_SQL_TX: usize = 256;
 
+mod audit;
 mod catalog;
 mod grams;
 mod records;
@@ -246,6 +247,27 @@ impl Projection {
     /// Creates the tables. A database holding another schema version of the projection (or one
     /// from before versions were recorded) has its projection tables dropped first: the
     /// projection is derived from the chain, and the node rebuilds it from genesis.
+    async fn drop_tables(&self) -> Result<(), ProjectionError> {
+        let tables = TABLES
+            .iter()
+            .chain(catalog::TABLES)
+            .chain(audit::TABLES)
+            .map(|t| t.0);
+        for table in tables.chain(["projection_schema"]) {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}")))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Empties the database of every projection table, for a rebuild from genesis (the
+    /// auditor's `verify --rebuild-projection`).
+    pub async fn reset(&self) -> Result<(), ProjectionError> {
+        self.drop_tables().await?;
+        self.migrate().await
+    }
+
     async fn migrate(&self) -> Result<(), ProjectionError> {
         let version = sqlx::query("SELECT version FROM projection_schema WHERE id = 1")
             .fetch_optional(&self.pool)
@@ -259,12 +281,7 @@ impl Projection {
             .await
             .is_ok();
         if projected && version != Some(SCHEMA_VERSION) {
-            let tables = TABLES.iter().chain(catalog::TABLES).map(|t| t.0);
-            for table in tables.chain(["projection_schema"]) {
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}")))
-                    .execute(&self.pool)
-                    .await?;
-            }
+            self.drop_tables().await?;
         }
         // Index tables are clustered by their key: SQLite `WITHOUT ROWID` (InnoDB always is).
         // `records` is clustered by its row id (SQLite: the rowid itself).
@@ -328,6 +345,7 @@ impl Projection {
                 .await?;
         }
         catalog::migrate(&self.pool, long, suffix).await?;
+        audit::migrate(&self.pool, long, suffix).await?;
         let insert = match self.backend {
             Backend::Sqlite => "INSERT OR IGNORE",
             Backend::MySql => "INSERT IGNORE",
@@ -463,7 +481,7 @@ impl Projection {
     /// their content is equal.
     pub async fn digest(&self) -> Result<Hash, ProjectionError> {
         let mut h = Domain::Projection.hasher();
-        for (table, cols, order) in TABLES.iter().chain(catalog::TABLES) {
+        for (table, cols, order) in TABLES.iter().chain(catalog::TABLES).chain(audit::TABLES) {
             let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
             let sql = format!("SELECT {} FROM {table} ORDER BY {order}", names.join(", "));
             // Streamed: at 1.5 million residents `ngrams` holds over 70 million rows.
@@ -621,11 +639,17 @@ async fn apply_tx(
         | TxKind::DeleteCatalogEntry(_)
         | TxKind::PutMaterial { .. }
         | TxKind::DeleteMaterial { .. }) => catalog::apply(tx, height, t, k).await,
-        // Governance and evidence live in chain state only.
+        TxKind::AppendAudit { entries } => audit::apply(tx, height, index, t, &entries).await,
+        // Governance, users, grants, consents and evidence live in chain state only.
         TxKind::RegisterDepartment(_)
         | TxKind::ProposeValidatorChange(_)
         | TxKind::ApproveValidatorChange { .. }
-        | TxKind::ReportEquivocation(_) => Ok(()),
+        | TxKind::ReportEquivocation(_)
+        | TxKind::PutUsers { .. }
+        | TxKind::DeleteUser { .. }
+        | TxKind::PutGrant(_)
+        | TxKind::RevokeGrant { .. }
+        | TxKind::RecordConsent(_) => Ok(()),
     }
 }
 

@@ -1,43 +1,19 @@
 //! Personal-data queries on the SQL projection (R-ARC-1, R-QRY-1, R-QRY-6): the person file
 //! (every source's latest record of one national ID, with provenance), combined queries and
-//! their exports; fuzzy search is in [`crate::search`]. Every request must be signed by the
-//! system administrator (see [`crate::auth`]).
+//! their exports; fuzzy search is in [`crate::search`]. Every request is authenticated, decided
+//! and audited ([`crate::access`]).
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::Json;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::auth::require_system_admin;
+use crate::access::{reader, Access};
 use crate::catalog::{paging, param, params};
 use crate::projection::{Backend, Projection};
 use crate::{ApiContext, ApiError};
-
-/// Checks the request's signature and returns the projection to query.
-pub(crate) fn authorize(
-    ctx: &ApiContext,
-    headers: &HeaderMap,
-    uri: &Uri,
-) -> Result<Projection, ApiError> {
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    require_system_admin(
-        &ctx.store,
-        &ctx.replay,
-        headers,
-        "GET",
-        path,
-        b"",
-        crate::routes::now_ms().0,
-    )?;
-    ctx.projection.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_projection",
-            "this node keeps no SQL projection (api.db = \"off\")",
-        )
-    })
-}
+use govchain_chaincode::access::Right;
 
 pub(crate) fn db_error(e: sqlx::Error) -> ApiError {
     ApiError::internal(format!("projection query: {e}"))
@@ -72,9 +48,22 @@ pub async fn person_file(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let projection = authorize(&ctx, &headers, &uri)?;
+    let (caller, projection) = reader(&ctx, &headers, &uri)?;
     let id = crate::matters::person(&id)?;
     let records = crate::matters::person_records(projection.pool(), &id).await?;
+    let access = caller.decide(
+        &ctx,
+        Right::Query,
+        crate::matters::sources_of(&records),
+        false,
+        Some(id.as_str()),
+        None,
+    )?;
+    let records: Vec<Value> = records
+        .into_iter()
+        .filter(|r| access.may_read(r["source"].as_str().unwrap_or_default()))
+        .collect();
+    access.done(records.len());
     if records.is_empty() {
         return Err(ApiError::not_found(format!(
             "no records of person {}",
@@ -102,8 +91,9 @@ fn bad_query(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(code, message)
 }
 
-/// A parsed combined query.
+/// A parsed combined query (its access is reported by the caller).
 struct Combined {
+    access: Option<Access>,
     source: govchain_chaincode::catalog::DataSource,
     page: usize,
     page_size: usize,
@@ -120,7 +110,7 @@ async fn combined(
     uri: &Uri,
     export: bool,
 ) -> Result<Combined, ApiError> {
-    let projection = authorize(ctx, headers, uri)?;
+    let (caller, projection) = reader(ctx, headers, uri)?;
     let max_page_size = if export {
         MAX_EXPORT_ROWS
     } else {
@@ -199,7 +189,6 @@ async fn combined(
                 .map_err(|e| bad_query("bad_value", format!("{field}: {value:?} {e}")))?;
         }
     }
-    let results = matching_records(&projection, &source, &conds, page, page_size).await?;
     if let Some(cols) = &columns {
         if let Some(bad) = cols.iter().find(|c| def.field(c).is_none()) {
             return Err(bad_query(
@@ -208,7 +197,11 @@ async fn combined(
             ));
         }
     }
+    let right = if export { Right::Export } else { Right::Query };
+    let access = caller.decide(ctx, right, vec![source.clone()], false, None, None)?;
+    let results = matching_records(&projection, &source, &conds, page, page_size).await?;
     Ok(Combined {
+        access: Some(access),
         source: def,
         page,
         page_size,
@@ -384,7 +377,10 @@ pub async fn records(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let c = combined(&ctx, &headers, &uri, false).await?;
+    let mut c = combined(&ctx, &headers, &uri, false).await?;
+    if let Some(a) = c.access.take() {
+        a.done(c.results.len());
+    }
     Ok(Json(json!({
         "source": c.source.id,
         "page": c.page,
@@ -403,7 +399,7 @@ pub async fn export(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<axum::response::Response, ApiError> {
-    let c = combined(&ctx, &headers, &uri, true).await?;
+    let mut c = combined(&ctx, &headers, &uri, true).await?;
     let kind = crate::export::FileKind::parse(c.format.as_deref().unwrap_or("csv"))?;
     let columns: Vec<String> = c
         .columns
@@ -427,6 +423,9 @@ pub async fn export(
                 .collect()
         })
         .collect();
+    if let Some(a) = c.access.take() {
+        a.done(c.results.len());
+    }
     let sheet = crate::export::Sheet {
         name: c.source.id.clone(),
         headers,

@@ -57,6 +57,26 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/queries", get(crate::catalog::list_queries))
         .route("/api/v1/queries/run", get(crate::shaping::run_query))
         .route("/api/v1/catalog/changes", get(crate::catalog::list_changes))
+        .route("/api/v1/login", post(crate::session::login))
+        .route("/api/v1/logout", post(crate::session::logout))
+        .route("/api/v1/me", get(crate::session::me))
+        .route("/api/v1/users/{id}", get(crate::session::get_user))
+        .route(
+            "/api/v1/users/{id}/password",
+            axum::routing::put(crate::session::set_password),
+        )
+        .route(
+            "/api/v1/consents/request",
+            post(crate::consent::request_code),
+        )
+        .route("/api/v1/consents/verify", post(crate::consent::verify_code))
+        .route("/api/v1/audit", get(crate::audit::search))
+        .route("/api/v1/audit/export", get(crate::audit::export))
+        .route("/api/v1/audit/proof", get(crate::audit::proof))
+        .route(
+            "/api/v1/persons/{id}/accesses",
+            get(crate::audit::person_accesses),
+        )
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
@@ -68,7 +88,7 @@ pub fn router(ctx: ApiContext) -> Router {
 #[openapi(
     info(
         title = "govchain node API",
-        description = "Chain, projection queries and exports of a govchain node (DESIGN §7). Personal-data endpoints need a request signed by the system administrator: headers x-govchain-key, x-govchain-time, x-govchain-signature."
+        description = "Chain, projection queries and exports of a govchain node (DESIGN §7). Personal-data endpoints need a staff session (Authorization: Bearer, from /api/v1/login) or a request signed by a registered key (headers x-govchain-key, x-govchain-time, x-govchain-signature); person and matter files need a consent id in x-govchain-consent. Every access is audited on chain."
     ),
     paths(
         status,
@@ -90,7 +110,18 @@ pub fn router(ctx: ApiContext) -> Router {
         crate::shaping::person_summary,
         crate::catalog::list_queries,
         crate::shaping::run_query,
-        crate::catalog::list_changes
+        crate::catalog::list_changes,
+        crate::session::login,
+        crate::session::logout,
+        crate::session::me,
+        crate::session::get_user,
+        crate::session::set_password,
+        crate::consent::request_code,
+        crate::consent::verify_code,
+        crate::audit::search,
+        crate::audit::export,
+        crate::audit::proof,
+        crate::audit::person_accesses
     )
 )]
 pub struct ApiDoc;
@@ -123,7 +154,19 @@ async fn status(State(ctx): State<ApiContext>) -> Json<Value> {
         "block_hash": tip.block_hash,
         "app_hash": tip.app_hash,
         "mempool_txs": ctx.mempool_len.load(Ordering::Relaxed),
+        "audit_backlog": crate::audit::backlog(&ctx),
+        "audit_entries": audit_entries(&ctx),
     }))
+}
+
+/// Audit entries on chain (the count chaincode keeps).
+fn audit_entries(ctx: &ApiContext) -> u64 {
+    ctx.store
+        .state_get(govchain_chaincode::keys::AUDIT_COUNT)
+        .ok()
+        .flatten()
+        .and_then(|b| govchain_ledger::codec::decode::<u64>(&b, 16).ok())
+        .unwrap_or(0)
 }
 
 /// Decodes and checks a transaction without taking any lock: size, encoding, chain id,
@@ -193,6 +236,29 @@ async fn submit_tx(
         .await
         .map_err(ApiError::internal)??;
     let id = tx.id();
+    match admit(&ctx, tx, bytes, wait).await? {
+        Some((height, index)) => Ok((
+            StatusCode::OK,
+            Json(json!({"tx_id": id, "status": "committed", "height": height, "index": index})),
+        )
+            .into_response()),
+        None => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"tx_id": id, "status": "pending"})),
+        )
+            .into_response()),
+    }
+}
+
+/// Hands a checked transaction to the mempool; with `wait`, waits (up to the commit wait) for
+/// its block and returns where it is (None: admitted, not yet committed).
+pub(crate) async fn admit(
+    ctx: &ApiContext,
+    tx: SignedTx,
+    bytes: usize,
+    wait: bool,
+) -> Result<Option<(Height, u32)>, ApiError> {
+    let id = tx.id();
     let (reply, admitted) = oneshot::channel();
     let (on_commit, committed) = if wait {
         let (s, r) = oneshot::channel();
@@ -211,26 +277,37 @@ async fn submit_tx(
     ctx.submit.send(sub).await.map_err(|_| gone())?;
     admitted.await.map_err(|_| gone())??;
     let Some(committed) = committed else {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"tx_id": id, "status": "pending"})),
-        )
-            .into_response());
+        return Ok(None);
     };
     match tokio::time::timeout(ctx.commit_wait, committed).await {
-        Ok(Ok(CommitNotice::Committed { height, index })) => Ok((
-            StatusCode::OK,
-            Json(json!({"tx_id": id, "status": "committed", "height": height, "index": index})),
-        )
-            .into_response()),
+        Ok(Ok(CommitNotice::Committed { height, index })) => Ok(Some((height, index))),
         Ok(Ok(CommitNotice::Rejected(e))) => Err(e.into()),
         Ok(Err(_)) => Err(gone()),
-        Err(_) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"tx_id": id, "status": "pending"})),
-        )
-            .into_response()),
+        Err(_) => Ok(None),
     }
+}
+
+/// Submits a transaction this node signed itself (consents, audit batches) after a dry run.
+pub(crate) async fn submit_own(
+    ctx: &ApiContext,
+    tx: SignedTx,
+    wait: bool,
+) -> Result<Option<(Height, u32)>, ApiError> {
+    let bytes = tx.encode().len();
+    let check_ctx = ctx.clone();
+    let tx = tokio::task::spawn_blocking(move || {
+        let tip = *check_ctx.tip.borrow();
+        let bctx = BlockContext {
+            chain_id: check_ctx.chain_id.clone(),
+            height: tip.height.next(),
+            time: now_ms(),
+        };
+        let mut overlay = Overlay::new(&check_ctx.store);
+        execute_tx(&mut overlay, &bctx, &tx).map(|()| tx)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    admit(ctx, tx, bytes, wait).await
 }
 
 fn kind_name(tx: &SignedTx) -> &'static str {

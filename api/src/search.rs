@@ -11,8 +11,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::Row;
 
+use crate::access::reader;
 use crate::projection::{ngrams, normalize, Backend, Projection};
-use crate::query::{authorize, db_error, record_json, RECORD_COLUMNS, RECORD_COLUMN_COUNT};
+use crate::query::{db_error, record_json, RECORD_COLUMNS, RECORD_COLUMN_COUNT};
 use crate::{ApiContext, ApiError};
 
 /// Shortest and longest fuzzy query, in characters.
@@ -39,7 +40,7 @@ pub async fn search(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let projection = authorize(&ctx, &headers, &uri)?;
+    let (caller, projection) = reader(&ctx, &headers, &uri)?;
     let limit = query.limit.unwrap_or(20);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -66,6 +67,20 @@ pub async fn search(
         ));
     }
     let (hits, truncated) = fuzzy(&projection, &needle, grams, limit).await?;
+    // The hits of sources the caller may not read are left out (R-SEC-3).
+    let access = caller.decide(
+        &ctx,
+        govchain_chaincode::access::Right::Query,
+        crate::matters::sources_of(&hits.iter().map(|h| h["record"].clone()).collect::<Vec<_>>()),
+        true,
+        None,
+        None,
+    )?;
+    let hits: Vec<Value> = hits
+        .into_iter()
+        .filter(|h| access.may_read(h["record"]["source"].as_str().unwrap_or_default()))
+        .collect();
+    access.done(hits.len());
     Ok(Json(
         json!({"q": query.q, "results": hits, "truncated": truncated}),
     ))

@@ -19,6 +19,7 @@ use govchain_chaincode::TxError;
 use serde_json::{json, Value};
 use sqlx::Row;
 
+use crate::access::reader;
 use crate::catalog::{
     load_source, owner_key, paging, param, params, require_category, require_format, require_query,
     require_template,
@@ -26,8 +27,9 @@ use crate::catalog::{
 use crate::export::{render, Sheet};
 use crate::matters::{person, person_records};
 use crate::projection::Projection;
-use crate::query::{authorize, db_error, matching_records, MAX_EXPORT_ROWS, MAX_PAGE_SIZE};
+use crate::query::{db_error, matching_records, MAX_EXPORT_ROWS, MAX_PAGE_SIZE};
 use crate::{ApiContext, ApiError};
+use govchain_chaincode::access::Right;
 
 /// Persons looked up in one statement when filling other sources' columns.
 const PERSONS_PER_STATEMENT: usize = 500;
@@ -151,7 +153,7 @@ pub async fn person_summary(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let projection = authorize(&ctx, &headers, &uri)?;
+    let (caller, projection) = reader(&ctx, &headers, &uri)?;
     let ps = params(&uri, &["template"])?;
     let id = person(&id)?;
     let pool = projection.pool();
@@ -163,6 +165,20 @@ pub async fn person_summary(
         }
         None => (None, default_columns(pool, &category.sources).await?),
     };
+    let wanted: std::collections::BTreeSet<String> =
+        columns.iter().map(|c| c.source.clone()).collect();
+    let access = caller.decide(
+        &ctx,
+        Right::Query,
+        wanted.into_iter().collect(),
+        false,
+        Some(id.as_str()),
+        None,
+    )?;
+    let columns: Vec<Column> = columns
+        .into_iter()
+        .filter(|c| access.may_read(&c.source))
+        .collect();
     let records = person_records(pool, &id).await?;
     let mut rows = Vec::new();
     for c in &columns {
@@ -181,6 +197,7 @@ pub async fn person_summary(
             }));
         }
     }
+    access.done(rows.len());
     let at = projection.cursor().await.map_err(ApiError::internal)?;
     Ok(Json(json!({
         "person_id": id.as_str(),
@@ -198,13 +215,21 @@ pub async fn run_query(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let projection = authorize(&ctx, &headers, &uri)?;
+    let (caller, projection) = reader(&ctx, &headers, &uri)?;
     let ps = params(&uri, &["owner", "name", "page", "page_size"])?;
     let owner = owner_key(param(&ps, "owner"))?;
     let name =
         param(&ps, "name").ok_or_else(|| ApiError::bad_request("bad_query", "name is required"))?;
     let (page, page_size) = paging(&ps, 20, MAX_PAGE_SIZE)?;
     let q = require_query(projection.pool(), &owner, name).await?;
+    let access = caller.decide(
+        &ctx,
+        Right::Query,
+        vec![q.source.clone()],
+        false,
+        None,
+        None,
+    )?;
     let results = matching_records(
         &projection,
         &q.source,
@@ -226,6 +251,7 @@ pub async fn run_query(
             json!({"category": s.category, "template": s.template, "columns": columns, "rows": rows})
         }
     };
+    access.done(results.len());
     Ok(Json(json!({
         "owner": owner.to_hex(),
         "query": q,
@@ -286,7 +312,7 @@ pub async fn export(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let projection = authorize(&ctx, &headers, &uri)?;
+    let (caller, projection) = reader(&ctx, &headers, &uri)?;
     let ps = params(
         &uri,
         &["format", "source", "eq", "from", "to", "page", "page_size"],
@@ -315,6 +341,17 @@ pub async fn export(
         .await?
         .ok_or_else(|| ApiError::internal(format!("source {source_id} not projected")))?;
     let conditions = parse_conditions(&ps, &source)?;
+    let mut read: std::collections::BTreeSet<String> =
+        format.columns.iter().map(|c| c.source.clone()).collect();
+    read.insert(source_id.clone());
+    let access = caller.decide(
+        &ctx,
+        Right::Export,
+        read.into_iter().collect(),
+        false,
+        None,
+        None,
+    )?;
     let results = matching_records(
         &projection,
         &source_id,
@@ -324,6 +361,7 @@ pub async fn export(
     )
     .await?;
     let values = shape_rows(&projection, &source_id, &results, &format.columns).await?;
+    access.done(values.len());
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let sheet = Sheet {
         name: format.category.clone(),

@@ -117,6 +117,14 @@ pub struct ApiConfig {
     /// the data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db: Option<String>,
+    /// How long a staff session lasts, in seconds. Default 28800 (8 hours).
+    #[serde(default = "defaults::session_ttl_s")]
+    pub session_ttl_s: u64,
+    /// Where resident SMS codes go: `http://…` or `https://…` (a gateway that takes
+    /// `{"phone", "text"}` as JSON) or `file:PATH` (a development sink, one JSON line per code).
+    /// Default: `file:` `sms-outbox.jsonl` in the data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<String>,
 }
 
 /// `[chain]`.
@@ -164,6 +172,9 @@ mod defaults {
     pub fn commit_wait_ms() -> u64 {
         30_000
     }
+    pub fn session_ttl_s() -> u64 {
+        8 * 3600
+    }
     pub fn max_block_txs() -> usize {
         5_000
     }
@@ -203,6 +214,8 @@ impl Default for ApiConfig {
             max_body_bytes: defaults::max_body_bytes(),
             commit_wait_ms: defaults::commit_wait_ms(),
             db: None,
+            session_ttl_s: defaults::session_ttl_s(),
+            sms: None,
         }
     }
 }

@@ -51,6 +51,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     allowed.extend(doc.validators.validators.iter().map(|v| v.key));
     allowed.extend(cfg.p2p.observers.iter().copied());
     let seed = key.secret_seed();
+    let api_key = Keypair::from_seed(seed);
     let net = net::spawn(
         NetConfig {
             chain_id: state.chain_id.clone(),
@@ -127,6 +128,19 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         }))
     };
 
+    let notifier = match &cfg.api.sms {
+        Some(s) => govchain_api::security::Notifier::parse(s).map_err(anyhow::Error::msg)?,
+        None => govchain_api::security::Notifier::File(cfg.data_dir.join("sms-outbox.jsonl")),
+    };
+    let security = Arc::new(govchain_api::security::Security::new(
+        Duration::from_secs(cfg.api.session_ttl_s),
+        notifier,
+        Some(govchain_api::security::NodeSigner::new(
+            api_key,
+            state.chain_id.clone(),
+            govchain_api::access::now().0,
+        )),
+    ));
     let ctx = ApiContext {
         chain_id: state.chain_id.clone(),
         department: cfg.department.clone(),
@@ -138,6 +152,23 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         max_body_bytes: cfg.api.max_body_bytes,
         projection: query_projection,
         replay: Default::default(),
+        security,
+    };
+    // Audit entries go on chain in one batch per block (R-AUD-1).
+    let auditor = {
+        let (ctx, mut tip, mut stop) = (ctx.clone(), ctx.tip.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = tip.changed() => if r.is_err() { break },
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                govchain_api::audit::flush(&ctx).await;
+            }
+            // What is left goes out before the node stops.
+            govchain_api::audit::flush(&ctx).await;
+        })
     };
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
@@ -155,6 +186,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     stop_tx.send_replace(true);
     // The HTTP server stops taking requests; the driver stops after its current step.
     http.await??;
+    let _ = auditor.await;
     chain.await??;
     if let Some(p) = projector {
         p.await??;

@@ -1,0 +1,372 @@
+//! Who is calling and what they may read (R-SEC-3…5, R-SEC-7), with an audit entry for every
+//! decision (R-AUD-1).
+//!
+//! A caller is either a staff member with a session (`Authorization: Bearer TOKEN`, from
+//! `POST /api/v1/login`) or a key-holder signing the request ([`crate::auth`]): the genesis system
+//! administrator or a registered system account. A personal-data handler first
+//! [`authenticate`]s (401/403 on failure, audited), then asks [`Caller::decide`] with the sources,
+//! person and matter it is about to return ([`govchain_chaincode::access::decide`] against the
+//! committed state, audited with the state height it read), and finally reports how many rows it
+//! returned ([`Access::done`]). A consent id travels in the `x-govchain-consent` header.
+
+use std::collections::BTreeSet;
+
+use axum::http::{HeaderMap, StatusCode, Uri};
+use govchain_chaincode::access::{self, AccessRequest, AuditAction, AuditEntry, Right, User};
+use govchain_chaincode::auth::{role_of, KeyRole};
+use govchain_ledger::hash::{hash_parts, Domain};
+use govchain_ledger::{Hash, PublicKey, TimestampMs};
+
+use crate::projection::Projection;
+use crate::{ApiContext, ApiError};
+
+/// Header carrying the consent id for person and matter files.
+pub const CONSENT_HEADER: &str = "x-govchain-consent";
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The user (None: the genesis system administrator's key).
+    pub user: Option<User>,
+    /// The signing key, for signed requests.
+    pub key: Option<PublicKey>,
+    /// The department the caller acts for.
+    pub department: String,
+    endpoint: String,
+    fingerprint: Hash,
+    consent: Option<String>,
+}
+
+impl Caller {
+    /// The user id ("" for the system administrator's key).
+    pub fn user_id(&self) -> &str {
+        self.user.as_ref().map_or("", |u| u.id.as_str())
+    }
+
+    /// Whether the caller is the system administrator (key, or a user with that role).
+    pub fn is_system_admin(&self) -> bool {
+        self.user
+            .as_ref()
+            .is_none_or(|u| u.has(access::Role::SystemAdmin))
+    }
+
+    /// Whether the caller may read the audit log.
+    pub fn is_auditor(&self) -> bool {
+        self.user
+            .as_ref()
+            .is_none_or(|u| u.has(access::Role::Auditor) || u.has(access::Role::SystemAdmin))
+    }
+
+    /// An audit entry of this caller's request.
+    pub fn entry(&self, action: AuditAction, person: Option<String>, outcome: &str) -> AuditEntry {
+        AuditEntry {
+            time: crate::routes::now_ms(),
+            user: self.user_id().to_string(),
+            department: self.department.clone(),
+            action,
+            endpoint: self.endpoint.clone(),
+            person,
+            outcome: outcome.to_string(),
+            results: 0,
+            fingerprint: self.fingerprint,
+            state_height: 0,
+        }
+    }
+
+    /// Decides an access to personal data (audited either way). `filter`: return what may be
+    /// read of `sources` instead of refusing the whole request (a search; person and matter
+    /// files always filter).
+    pub fn decide(
+        &self,
+        ctx: &ApiContext,
+        right: Right,
+        sources: Vec<String>,
+        filter: bool,
+        person: Option<&str>,
+        matter: Option<&str>,
+    ) -> Result<Access, ApiError> {
+        let req = AccessRequest {
+            user: self.user.as_ref().map(|u| u.id.clone()),
+            right,
+            sources,
+            filter,
+            person: person.map(str::to_string),
+            matter: matter.map(str::to_string),
+            consent: self.consent.clone(),
+            time: crate::routes::now_ms(),
+        };
+        let (height, decision) = decide_at_a_height(ctx, &req)?;
+        let mut entry = self.entry(AuditAction::Access(req), person.map(str::to_string), "ok");
+        entry.state_height = height;
+        match decision {
+            Ok(allowed) => Ok(Access {
+                ctx: ctx.clone(),
+                entry: Some(entry),
+                allowed: allowed.into_iter().collect(),
+            }),
+            Err(d) => {
+                entry.outcome = d.code.clone();
+                audit(ctx, entry);
+                let status = if d.code == "unknown_user" {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                Err(ApiError::new(status, denial_code(&d.code), d.message))
+            }
+        }
+    }
+}
+
+/// Decides against the committed state, retrying while blocks commit underneath, so the
+/// recorded height is exactly the state the decision read (the auditor re-decides there).
+fn decide_at_a_height(
+    ctx: &ApiContext,
+    req: &AccessRequest,
+) -> Result<(u64, access::Decision), ApiError> {
+    let height = || -> Result<u64, ApiError> {
+        Ok(ctx
+            .store
+            .tip()
+            .map_err(ApiError::internal)?
+            .map_or(0, |t| t.height.0))
+    };
+    for _ in 0..8 {
+        let before = height()?;
+        let d = access::decide(&ctx.store, req);
+        if height()? == before {
+            return Ok((before, d));
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "the chain moved during every attempt to decide; retry",
+    ))
+}
+
+/// The API code of a denial.
+fn denial_code(code: &str) -> &'static str {
+    const CODES: [&str; 11] = [
+        "no_grant",
+        "grant_expired",
+        "grant_revoked",
+        "no_export_right",
+        "no_consent",
+        "consent_expired",
+        "consent_mismatch",
+        "user_disabled",
+        "unknown_user",
+        "unknown_source",
+        "state_error",
+    ];
+    CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("forbidden")
+}
+
+/// Queues an audit entry (nothing is queued on a node that cannot sign).
+pub fn audit(ctx: &ApiContext, e: AuditEntry) {
+    if ctx.security.signer.is_some() {
+        ctx.security.audit(e);
+    }
+}
+
+/// A granted access; reports its result count when done (if dropped first, it is audited as
+/// `failed`: the handler refused the request after the decision).
+pub struct Access {
+    ctx: ApiContext,
+    entry: Option<AuditEntry>,
+    /// The sources the caller may read.
+    pub allowed: BTreeSet<String>,
+}
+
+impl Access {
+    /// Whether `source` may be read.
+    pub fn may_read(&self, source: &str) -> bool {
+        self.allowed.contains(source)
+    }
+
+    /// Audits the access with the number of rows returned.
+    pub fn done(mut self, results: usize) {
+        if let Some(mut e) = self.entry.take() {
+            e.results = results as u64;
+            audit(&self.ctx, e);
+        }
+    }
+}
+
+impl Drop for Access {
+    fn drop(&mut self) {
+        if let Some(mut e) = self.entry.take() {
+            e.outcome = "failed".into();
+            audit(&self.ctx, e);
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// Hash of the request: method, path with query, body.
+pub fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> Hash {
+    hash_parts(
+        Domain::Request,
+        &[
+            method.as_bytes(),
+            b"\n",
+            path_and_query.as_bytes(),
+            b"\n",
+            body,
+        ],
+    )
+}
+
+/// Identifies the caller of a request (audited when refused).
+pub fn authenticate(
+    ctx: &ApiContext,
+    headers: &HeaderMap,
+    method: &str,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<Caller, ApiError> {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let endpoint = format!("{method} {}", uri.path());
+    let fp = fingerprint(method, path, body);
+    let consent = headers
+        .get(CONSENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_ascii_lowercase());
+    let refuse = |user: &str, dept: &str, e: ApiError| {
+        audit(
+            ctx,
+            AuditEntry {
+                time: crate::routes::now_ms(),
+                user: user.to_string(),
+                department: dept.to_string(),
+                action: AuditAction::Admin("authenticate".into()),
+                endpoint: endpoint.clone(),
+                person: None,
+                outcome: e.code.to_string(),
+                results: 0,
+                fingerprint: fp,
+                state_height: 0,
+            },
+        );
+        e
+    };
+    let now = crate::routes::now_ms();
+    let (user, key) = if let Some(token) = bearer(headers) {
+        let s = ctx.security.session(token).ok_or_else(|| {
+            refuse(
+                "",
+                &ctx.department,
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "no_session",
+                    "unknown or ended session; log in again",
+                ),
+            )
+        })?;
+        if now.0 >= s.expires_at {
+            ctx.security.logout(token);
+            return Err(refuse(
+                &s.user,
+                &ctx.department,
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "session_expired",
+                    "the session has expired; log in again",
+                ),
+            ));
+        }
+        (Some(s.user), None)
+    } else {
+        let key = crate::auth::verify_signed(&ctx.replay, headers, method, path, body, now.0)
+            .map_err(|e| refuse("", &ctx.department, e))?;
+        match role_of(&ctx.store, &key).map_err(ApiError::internal)? {
+            Some(KeyRole::SystemAdmin) => (None, Some(key)),
+            Some(KeyRole::User(id)) => (Some(id), Some(key)),
+            _ => {
+                return Err(refuse(
+                    "",
+                    &ctx.department,
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "this key is not a user's; register it as a system account",
+                    ),
+                ))
+            }
+        }
+    };
+    let user = match user {
+        None => None,
+        Some(id) => {
+            let u = access::user(&ctx.store, &id)
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| {
+                    refuse(
+                        &id,
+                        &ctx.department,
+                        ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "unknown_user",
+                            format!("user {id} no longer exists"),
+                        ),
+                    )
+                })?;
+            if u.disabled {
+                return Err(refuse(
+                    &u.id,
+                    &u.department,
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "user_disabled",
+                        format!("user {id} is disabled"),
+                    ),
+                ));
+            }
+            Some(u)
+        }
+    };
+    let department = user
+        .as_ref()
+        .map_or_else(|| ctx.department.clone(), |u| u.department.clone());
+    Ok(Caller {
+        user,
+        key,
+        department,
+        endpoint,
+        fingerprint: fp,
+        consent,
+    })
+}
+
+/// Authenticates a reader of personal data and returns the projection to read.
+pub fn reader(
+    ctx: &ApiContext,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(Caller, Projection), ApiError> {
+    let caller = authenticate(ctx, headers, "GET", uri, b"")?;
+    let p = ctx.projection.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_projection",
+            "this node keeps no SQL projection (api.db = \"off\")",
+        )
+    })?;
+    Ok((caller, p))
+}
+
+/// The time of a request, for entries made outside a [`Caller`].
+pub fn now() -> TimestampMs {
+    crate::routes::now_ms()
+}

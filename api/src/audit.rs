@@ -1,0 +1,346 @@
+//! The audit log's API (R-AUD-1…3) and its way onto the chain.
+//!
+//! - `GET /api/v1/audit?user=&department=&person=&action=&outcome=&from=&to=&page=&page_size=`:
+//!   search, newest first.
+//! - `GET /api/v1/audit/export?…&format=csv|xlsx`: the same rows as a file.
+//! - `GET /api/v1/persons/{id}/accesses`: who read this person's data — every access with its
+//!   consent and matter, each with a Merkle inclusion proof and the block's commit certificate
+//!   (`govchain verify-proof` checks one offline).
+//! - `GET /api/v1/audit/proof?height=&tx_index=&entry_index=`: one entry's proof.
+//!
+//! Only auditors and system administrators read the log; each read is itself audited.
+//! [`flush`] puts the node's queued entries on chain, one `AppendAudit` per block.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use axum::Json;
+use govchain_chaincode::access::{AuditAction, AuditEntry, MAX_AUDIT_ENTRIES};
+use govchain_chaincode::proof::AuditProof;
+use govchain_chaincode::TxKind;
+use govchain_ledger::{merkle, Height, SignedTx};
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::access::{audit, reader, Caller};
+use crate::catalog::{paging, param, params};
+use crate::projection::Projection;
+use crate::query::db_error;
+use crate::{ApiContext, ApiError};
+
+/// Most rows of one audit export.
+pub const MAX_AUDIT_EXPORT_ROWS: usize = 10_000;
+
+/// Puts up to one batch of queued entries on chain (signed by this node); returns how many.
+/// On failure the entries go back to the queue for the next block.
+pub async fn flush(ctx: &ApiContext) -> usize {
+    let Some(signer) = &ctx.security.signer else {
+        return 0;
+    };
+    let entries = ctx.security.take_audit(MAX_AUDIT_ENTRIES);
+    if entries.is_empty() {
+        return 0;
+    }
+    let n = entries.len();
+    let tx = signer.sign(
+        TxKind::AppendAudit {
+            entries: entries.clone(),
+        }
+        .encode(),
+        crate::routes::now_ms(),
+    );
+    match crate::routes::submit_own(ctx, tx, false).await {
+        Ok(_) => n,
+        Err(e) => {
+            tracing::warn!(target: "api.audit", error = %e.message, entries = n, "audit batch not admitted; retrying next block");
+            ctx.security.return_audit(entries);
+            0
+        }
+    }
+}
+
+fn auditor(
+    ctx: &ApiContext,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(Caller, Projection), ApiError> {
+    let (caller, p) = reader(ctx, headers, uri)?;
+    if !caller.is_auditor() {
+        audit(ctx, caller.entry(AuditAction::AuditRead, None, "forbidden"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only auditors and system administrators read the audit log",
+        ));
+    }
+    Ok((caller, p))
+}
+
+const AUDIT_COLUMNS: &str = "height, tx_index, entry_index, time_ms, user_id, department, action, \
+     endpoint, person_id, matter, consent, outcome, results, node, tx_id";
+
+fn row_json(r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
+    let s = |i: usize| r.try_get::<String, _>(i).map_err(db_error);
+    let o = |i: usize| r.try_get::<Option<String>, _>(i).map_err(db_error);
+    let n = |i: usize| r.try_get::<i64, _>(i).map_err(db_error);
+    Ok(json!({
+        "height": n(0)?, "tx_index": n(1)?, "entry_index": n(2)?, "time": n(3)?,
+        "user": s(4)?, "department": s(5)?, "action": s(6)?, "endpoint": s(7)?,
+        "person_id": o(8)?, "matter": o(9)?, "consent": o(10)?, "outcome": s(11)?,
+        "results": n(12)?, "node": s(13)?, "tx_id": s(14)?,
+    }))
+}
+
+/// Runs a filtered audit search.
+async fn search_rows(
+    p: &Projection,
+    ps: &[(String, String)],
+    limit: usize,
+    offset: usize,
+) -> Result<Vec<Value>, ApiError> {
+    let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE 1 = 1");
+    let mut binds: Vec<Value> = Vec::new();
+    for (name, column) in [
+        ("user", "user_id"),
+        ("department", "department"),
+        ("person", "person_id"),
+        ("action", "action"),
+        ("outcome", "outcome"),
+    ] {
+        if let Some(v) = param(ps, name) {
+            sql.push_str(&format!(" AND {column} = ?"));
+            binds.push(json!(v));
+        }
+    }
+    for (name, op) in [("from", ">="), ("to", "<")] {
+        if let Some(v) = param(ps, name) {
+            let t: i64 = v.parse().map_err(|_| {
+                ApiError::bad_request("bad_query", format!("{name}: Unix milliseconds"))
+            })?;
+            sql.push_str(&format!(" AND time_ms {op} ?"));
+            binds.push(json!(t));
+        }
+    }
+    sql.push_str(
+        " ORDER BY time_ms DESC, height DESC, tx_index DESC, entry_index DESC LIMIT ? OFFSET ?",
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        q = match b {
+            Value::Number(n) => q.bind(n.as_i64().unwrap_or_default()),
+            other => q.bind(other.as_str().unwrap_or_default().to_string()),
+        };
+    }
+    let rows = q
+        .bind(limit as i64)
+        .bind(offset as i64)
+        .fetch_all(p.pool())
+        .await
+        .map_err(db_error)?;
+    rows.iter().map(row_json).collect()
+}
+
+const SEARCH_PARAMS: [&str; 9] = [
+    "user",
+    "department",
+    "person",
+    "action",
+    "outcome",
+    "from",
+    "to",
+    "page",
+    "page_size",
+];
+
+/// `GET /api/v1/audit`: searches the audit log.
+#[utoipa::path(get, path = "/api/v1/audit", params(("user" = Option<String>, Query, description = "user id"), ("department" = Option<String>, Query, description = "department id"), ("person" = Option<String>, Query, description = "national ID"), ("action" = Option<String>, Query, description = "login, logout, query, export, consent_request, consent_verify, admin, audit_read"), ("outcome" = Option<String>, Query, description = "ok or a denial code"), ("from" = Option<i64>, Query, description = "Unix ms, inclusive"), ("to" = Option<i64>, Query, description = "Unix ms, exclusive"), ("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-100")), responses((status = 200, description = "entries, newest first"), (status = 403, description = "not an auditor")))]
+pub async fn search(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let (caller, p) = auditor(&ctx, &headers, &uri)?;
+    let ps = params(&uri, &SEARCH_PARAMS)?;
+    let (page, page_size) = paging(&ps, 20, 100)?;
+    let rows = search_rows(&p, &ps, page_size, (page - 1) * page_size).await?;
+    let mut e = caller.entry(
+        AuditAction::AuditRead,
+        param(&ps, "person").map(str::to_string),
+        "ok",
+    );
+    e.results = rows.len() as u64;
+    audit(&ctx, e);
+    Ok(Json(
+        json!({"page": page, "page_size": page_size, "entries": rows}),
+    ))
+}
+
+/// `GET /api/v1/audit/export?…&format=csv|xlsx`: the search as a file.
+#[utoipa::path(get, path = "/api/v1/audit/export", params(("format" = Option<String>, Query, description = "csv (default) or xlsx")), responses((status = 200, description = "the entries as a file, with x-govchain-digest"), (status = 403, description = "not an auditor")))]
+pub async fn export(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let (caller, p) = auditor(&ctx, &headers, &uri)?;
+    let mut allowed = SEARCH_PARAMS.to_vec();
+    allowed.push("format");
+    let ps = params(&uri, &allowed)?;
+    let kind = crate::export::FileKind::parse(param(&ps, "format").unwrap_or("csv"))?;
+    let (page, page_size) = paging(&ps, MAX_AUDIT_EXPORT_ROWS, MAX_AUDIT_EXPORT_ROWS)?;
+    let rows = search_rows(&p, &ps, page_size, (page - 1) * page_size).await?;
+    let columns = [
+        "time",
+        "user",
+        "department",
+        "action",
+        "endpoint",
+        "person_id",
+        "matter",
+        "consent",
+        "outcome",
+        "results",
+        "height",
+        "tx_index",
+        "entry_index",
+        "tx_id",
+        "node",
+    ];
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let sheet = crate::export::Sheet {
+        name: "audit".into(),
+        headers: columns.iter().map(|c| c.to_string()).collect(),
+        rows: rows
+            .iter()
+            .map(|r| columns.iter().map(|c| text(&r[*c])).collect())
+            .collect(),
+    };
+    let mut e = caller.entry(AuditAction::AuditRead, None, "ok");
+    e.results = rows.len() as u64;
+    audit(&ctx, e);
+    crate::export::render(kind, &sheet, || json!({"entries": rows}))
+}
+
+/// The proof of the entry at (height, tx index, entry index).
+pub fn proof_of(
+    ctx: &ApiContext,
+    height: u64,
+    tx_index: usize,
+    entry_index: usize,
+) -> Result<AuditProof, ApiError> {
+    let missing = || {
+        ApiError::not_found(format!(
+            "no audit entry at {height}/{tx_index}/{entry_index}"
+        ))
+    };
+    let block = ctx
+        .store
+        .block(Height(height))
+        .map_err(ApiError::internal)?
+        .ok_or_else(missing)?;
+    let commit = ctx
+        .store
+        .commit(Height(height))
+        .map_err(ApiError::internal)?
+        .ok_or_else(missing)?;
+    let tx = block.txs.get(tx_index).ok_or_else(missing)?;
+    let Ok(TxKind::AppendAudit { entries }) = TxKind::decode(&tx.body.payload) else {
+        return Err(missing());
+    };
+    let entry: AuditEntry = entries.get(entry_index).cloned().ok_or_else(missing)?;
+    let ids: Vec<_> = block.txs.iter().map(SignedTx::id).collect();
+    let proof = merkle::prove(&ids, tx_index).ok_or_else(missing)?;
+    Ok(AuditProof {
+        chain_id: ctx.chain_id.clone(),
+        height: Height(height),
+        tx_index: tx_index as u32,
+        entry_index: entry_index as u32,
+        entry,
+        tx: hex::encode(tx.encode()),
+        proof,
+        header: block.header,
+        commit,
+    })
+}
+
+/// `GET /api/v1/audit/proof?height=&tx_index=&entry_index=`: one entry's offline proof.
+#[utoipa::path(get, path = "/api/v1/audit/proof", params(("height" = u64, Query, description = "block height"), ("tx_index" = usize, Query, description = "transaction index"), ("entry_index" = usize, Query, description = "entry index")), responses((status = 200, description = "the proof file govchain verify-proof checks"), (status = 404, description = "no such entry")))]
+pub async fn proof(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<AuditProof>, ApiError> {
+    let (caller, _) = auditor(&ctx, &headers, &uri)?;
+    let ps = params(&uri, &["height", "tx_index", "entry_index"])?;
+    let num = |n: &str| -> Result<u64, ApiError> {
+        param(&ps, n).and_then(|v| v.parse().ok()).ok_or_else(|| {
+            ApiError::bad_request("bad_query", format!("{n}: a non-negative integer"))
+        })
+    };
+    let p = proof_of(
+        &ctx,
+        num("height")?,
+        num("tx_index")? as usize,
+        num("entry_index")? as usize,
+    )?;
+    audit(
+        &ctx,
+        caller.entry(AuditAction::AuditRead, p.entry.person.clone(), "ok"),
+    );
+    Ok(Json(p))
+}
+
+/// `GET /api/v1/persons/{id}/accesses`: every read of this person's data, newest first, each
+/// with its proof.
+#[utoipa::path(get, path = "/api/v1/persons/{id}/accesses", params(("id" = String, Path, description = "national ID"), ("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-100")), responses((status = 200, description = "accesses with consent, matter, outcome and proof"), (status = 403, description = "not an auditor")))]
+pub async fn person_accesses(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let (caller, p) = auditor(&ctx, &headers, &uri)?;
+    let person = crate::matters::person(&id)?;
+    let ps = params(&uri, &["page", "page_size"])?;
+    let (page, page_size) = paging(&ps, 20, 100)?;
+    let mut filter = ps.clone();
+    filter.push(("person".into(), person.as_str().to_string()));
+    let rows = search_rows(&p, &filter, page_size, (page - 1) * page_size).await?;
+    let mut accesses = Vec::with_capacity(rows.len());
+    for r in rows {
+        if !matches!(r["action"].as_str(), Some("query" | "export")) {
+            continue;
+        }
+        let at = |k: &str| r[k].as_i64().unwrap_or_default();
+        let proof = proof_of(
+            &ctx,
+            at("height") as u64,
+            at("tx_index") as usize,
+            at("entry_index") as usize,
+        )?;
+        accesses.push(json!({"access": r, "proof": proof}));
+    }
+    let mut e = caller.entry(
+        AuditAction::AuditRead,
+        Some(person.as_str().to_string()),
+        "ok",
+    );
+    e.results = accesses.len() as u64;
+    audit(&ctx, e);
+    if accesses.is_empty() && page == 1 {
+        // Nothing read yet is an answer too.
+        return Ok(Json(json!({"person_id": person.as_str(), "accesses": []})));
+    }
+    Ok(Json(
+        json!({"person_id": person.as_str(), "page": page, "accesses": accesses}),
+    ))
+}
+
+/// Status of the local audit queue (for `/status`).
+pub fn backlog(ctx: &ApiContext) -> usize {
+    ctx.security.audit_backlog()
+}
