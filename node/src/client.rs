@@ -225,6 +225,58 @@ impl Client {
         self.get_with(path, &headers).await
     }
 
+    /// Any request under `/api/v1` with extra headers and a JSON body (or none); returns the
+    /// status and the JSON answer, whatever they are.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1/{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(b)?);
+        }
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        ))
+    }
+
+    /// A request under `/api/v1` signed by `key` now, with a JSON body (or none).
+    pub async fn call_signed(
+        &self,
+        method: &str,
+        path: &str,
+        key: &Keypair,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let bytes = body
+            .map(serde_json::to_vec)
+            .transpose()?
+            .unwrap_or_default();
+        let headers = govchain_api::auth::sign_request(
+            key,
+            method,
+            &format!("/api/v1/{path}"),
+            now_ms().0,
+            &bytes,
+        );
+        self.call(method, path, &headers, body).await
+    }
+
     /// GET a JSON document under `/api/v1`.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let r = self

@@ -15,6 +15,7 @@ pub mod net;
 pub mod server;
 pub mod submit;
 pub mod synth;
+pub mod users_cli;
 pub mod verify;
 
 /// Wall-clock milliseconds: the node's IO edge. Chaincode and consensus get time only from block

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use govchain_genesis::GenerateOptions;
 use govchain_ledger::{ChainId, TimestampMs};
-use govchain_node::{bench, bench_query, catalog_cli, demo, server, submit, verify};
+use govchain_node::{bench, bench_query, catalog_cli, demo, server, submit, users_cli, verify};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -21,6 +21,39 @@ struct Cli {
     log_json: bool,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum UsersCmd {
+    /// Import users from a CSV or XLSX file (header: id, name, department, level, roles,
+    /// [disabled], [key], [password]); prints how many were imported and every refused row.
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// The administrator's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The node's API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        url: String,
+        /// Replace existing users (modify, disable) instead of adding new ones.
+        #[arg(long)]
+        replace: bool,
+        /// Write the refused rows (row, id, error) to this CSV file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Delete one user.
+    Delete {
+        /// The user id.
+        id: String,
+        /// The administrator's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The node's API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -51,6 +84,25 @@ enum Cmd {
         /// The node's data directory.
         #[arg(long)]
         data: PathBuf,
+        /// The genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Also rebuild the SQL projection from the replayed chain into --db and compare its
+        /// digest with the node's live projection (R-AUD-4).
+        #[arg(long)]
+        rebuild_projection: bool,
+        /// Where to rebuild: sqlite://FILE or mysql://… (emptied first). Default: a temporary
+        /// SQLite file.
+        #[arg(long)]
+        db: Option<String>,
+        /// The node's live projection. Default: projection.sqlite in --data.
+        #[arg(long)]
+        live_db: Option<String>,
+    },
+    /// Check an audit entry's proof file (from /api/v1/audit/proof) offline against genesis.
+    VerifyProof {
+        /// The proof file (JSON).
+        file: PathBuf,
         /// The genesis file.
         #[arg(long)]
         genesis: PathBuf,
@@ -104,6 +156,11 @@ enum Cmd {
         /// The node's API base URL.
         #[arg(long, default_value = "http://127.0.0.1:8701")]
         url: String,
+    },
+    /// Users: batch import from CSV or XLSX, or delete one (signed by an administrator's key).
+    Users {
+        #[command(subcommand)]
+        cmd: UsersCmd,
     },
     /// Start a local cluster of department nodes with sample data; Ctrl-C stops it.
     Demo {
@@ -206,6 +263,10 @@ enum BenchCmd {
         /// this many residents.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Query as the system administrator's key (no grants, no consents) instead of as
+        /// staff with sessions, grants and consents.
+        #[arg(long)]
+        as_admin: bool,
     },
     /// Signatures, hashing, Merkle roots and synced block commits.
     Ledger {
@@ -267,7 +328,23 @@ fn main() -> anyhow::Result<()> {
             let rt = runtime()?;
             rt.block_on(server::run(&config))?;
         }
-        Cmd::Verify { data, genesis } => std::process::exit(verify::run(&data, &genesis)),
+        Cmd::Verify {
+            data,
+            genesis,
+            rebuild_projection,
+            db,
+            live_db,
+        } => {
+            let code = verify::run(&data, &genesis);
+            if code != 0 || !rebuild_projection {
+                std::process::exit(code);
+            }
+            let rt = runtime()?;
+            std::process::exit(rt.block_on(verify::rebuild(&data, &genesis, db, live_db)));
+        }
+        Cmd::VerifyProof { file, genesis } => {
+            std::process::exit(verify::run_proof(&file, &genesis))
+        }
         Cmd::Submit {
             config,
             records,
@@ -287,6 +364,41 @@ fn main() -> anyhow::Result<()> {
                 url,
             };
             rt.block_on(submit::run(&config, &opts))?;
+        }
+        Cmd::Users {
+            cmd:
+                UsersCmd::Import {
+                    file,
+                    key,
+                    url,
+                    replace,
+                    report,
+                },
+        } => {
+            let rt = runtime()?;
+            let r = rt.block_on(users_cli::run(
+                &file,
+                &key,
+                &url,
+                replace,
+                report.as_deref(),
+            ))?;
+            println!(
+                "users import: {} imported in {} transactions, {} rows refused",
+                r.imported,
+                r.transactions,
+                r.errors.len()
+            );
+            for e in &r.errors {
+                println!("  row {} ({}): {}", e.row, e.id, e.error);
+            }
+        }
+        Cmd::Users {
+            cmd: UsersCmd::Delete { id, key, url },
+        } => {
+            let rt = runtime()?;
+            let r = rt.block_on(users_cli::delete(&id, &key, &url))?;
+            println!("user {id} deleted at height {r}");
         }
         Cmd::Catalog { file, key, url } => {
             let rt = runtime()?;
@@ -336,10 +448,12 @@ fn main() -> anyhow::Result<()> {
                     nodes,
                     base_port,
                     dir,
+                    as_admin,
                 },
         } => {
             let rt = runtime()?;
             rt.block_on(bench_query::run(bench_query::QueryBench {
+                as_admin,
                 db,
                 persons,
                 concurrency,

@@ -11,6 +11,10 @@
 use std::path::Path;
 use std::time::Instant;
 
+use std::collections::BTreeMap;
+
+use govchain_chaincode::access::{decide, AccessRequest, AuditAction};
+use govchain_chaincode::TxKind;
 use govchain_genesis::GenesisDoc;
 use govchain_ledger::store::CF_BLOBS;
 use govchain_ledger::{Block, Commit, Hash, Height, SignedTx, Store, WriteSet};
@@ -47,6 +51,8 @@ fn general(what: impl Into<String>) -> Fault {
 pub struct Summary {
     /// Blocks verified.
     pub blocks: u64,
+    /// Access decisions of audit entries re-decided and found equal (R-AUD-4).
+    pub decisions: u64,
     /// Transactions verified.
     pub txs: u64,
     /// State entries compared.
@@ -91,10 +97,13 @@ pub fn verify(data: &Path, genesis: &Path, progress: bool) -> Result<Summary, Fa
     } else {
         ProgressBar::hidden()
     };
+    let mut pending = audited_decisions(&store, tip.height)?;
+    let mut decisions = redecide(&scratch, &mut pending, Height(0))?;
     let mut txs = 0u64;
     for h in 1..=tip.height.0 {
         let height = Height(h);
         txs += verify_height(&store, &scratch, &mut st, height)?;
+        decisions += redecide(&scratch, &mut pending, height)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -115,6 +124,7 @@ pub fn verify(data: &Path, genesis: &Path, progress: bool) -> Result<Summary, Fa
     let state_entries = compare_state(&store, &scratch)?;
     Ok(Summary {
         blocks: tip.height.0,
+        decisions,
         txs,
         state_entries,
         app_hash: st.tip.app_hash,
@@ -162,6 +172,77 @@ fn verify_height(
     apply_scratch(scratch, &executed.writes, height)?;
     st.advance(&block, &executed);
     Ok(block.txs.len() as u64)
+}
+
+/// An audited access: where its entry is on chain, what was asked, what the node decided.
+struct Audited {
+    at: (Height, usize, usize),
+    request: AccessRequest,
+    outcome: String,
+}
+
+/// Every audited access decision on chain, by the height of the state it read.
+fn audited_decisions(store: &Store, tip: Height) -> Result<BTreeMap<u64, Vec<Audited>>, Fault> {
+    let mut out: BTreeMap<u64, Vec<Audited>> = BTreeMap::new();
+    for h in 1..=tip.0 {
+        let height = Height(h);
+        let Some(block) = store
+            .block(height)
+            .map_err(|e| fault(height, e.to_string()))?
+        else {
+            continue;
+        };
+        for (i, tx) in block.txs.iter().enumerate() {
+            let Ok(TxKind::AppendAudit { entries }) = TxKind::decode(&tx.body.payload) else {
+                continue;
+            };
+            for (j, e) in entries.into_iter().enumerate() {
+                if let AuditAction::Access(request) = e.action {
+                    out.entry(e.state_height).or_default().push(Audited {
+                        at: (height, i, j),
+                        request,
+                        outcome: e.outcome,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Re-decides the accesses that read the state after `height` (now in `scratch`); a decision
+/// that differs from the one on chain is a fault at the height of its audit entry.
+fn redecide(
+    scratch: &Store,
+    pending: &mut BTreeMap<u64, Vec<Audited>>,
+    height: Height,
+) -> Result<u64, Fault> {
+    let Some(list) = pending.remove(&height.0) else {
+        return Ok(0);
+    };
+    for a in &list {
+        let replayed = match decide(scratch, &a.request) {
+            Ok(_) => "ok".to_string(),
+            Err(d) => d.code,
+        };
+        // `failed`: allowed, then the request failed for another reason (bad input).
+        let recorded = if a.outcome == "failed" {
+            "ok"
+        } else {
+            a.outcome.as_str()
+        };
+        if replayed != recorded {
+            let (h, i, j) = a.at;
+            return Err(fault(
+                h,
+                format!(
+                    "audit entry {i}/{j}: the node decided {recorded:?} on the state of height {}, the replay decides {replayed:?}",
+                    height.0
+                ),
+            ));
+        }
+    }
+    Ok(list.len() as u64)
 }
 
 /// Writes replayed state, remembering which height last wrote each key (in `blobs`).
@@ -268,10 +349,11 @@ pub fn run(data: &Path, genesis: &Path) -> i32 {
     match verify(data, genesis, true) {
         Ok(s) => {
             println!(
-                "verify: OK — {} blocks, {} transactions, {} state entries in {:.1}s\n  tip hash {}\n  app hash {}",
+                "verify: OK — {} blocks, {} transactions, {} state entries, {} access decisions reproduced in {:.1}s\n  tip hash {}\n  app hash {}",
                 s.blocks,
                 s.txs,
                 s.state_entries,
+                s.decisions,
                 started.elapsed().as_secs_f64(),
                 s.tip_hash,
                 s.app_hash
@@ -283,4 +365,135 @@ pub fn run(data: &Path, genesis: &Path) -> i32 {
             1
         }
     }
+}
+
+/// `govchain verify-proof FILE --genesis G`: checks one audit entry's proof offline; returns the
+/// process exit code.
+pub fn run_proof(file: &Path, genesis: &Path) -> i32 {
+    let check = || -> Result<govchain_chaincode::proof::AuditProof, String> {
+        let doc = GenesisDoc::read(genesis).map_err(|e| format!("genesis: {e}"))?;
+        let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let proof: govchain_chaincode::proof::AuditProof =
+            serde_json::from_slice(&text).map_err(|e| format!("not a proof file: {e}"))?;
+        if proof.chain_id != doc.chain_id {
+            return Err(format!(
+                "the proof is of chain {}, the genesis of {}",
+                proof.chain_id, doc.chain_id
+            ));
+        }
+        proof.verify(&doc.validators).map_err(|e| e.to_string())?;
+        Ok(proof)
+    };
+    match check() {
+        Ok(p) => {
+            println!(
+                "verify-proof: OK — entry {}/{} of block {} ({} by {:?} of {}, outcome {}) is committed by the genesis validators",
+                p.tx_index,
+                p.entry_index,
+                p.height.0,
+                p.entry.action.name(),
+                p.entry.user,
+                p.entry.department,
+                p.entry.outcome
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("verify-proof: FAULT: {e}");
+            1
+        }
+    }
+}
+
+/// `govchain verify --rebuild-projection`: rebuilds the SQL projection from the verified store
+/// up to the live projection's height and compares the two digests; returns the exit code.
+pub async fn rebuild(
+    data: &Path,
+    genesis: &Path,
+    db: Option<String>,
+    live_db: Option<String>,
+) -> i32 {
+    match rebuild_inner(data, genesis, db, live_db).await {
+        Ok((height, digest)) => {
+            println!(
+                "verify: projection rebuilt from genesis to height {height}: digest {digest} equals the live projection's"
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("verify: FAULT: {e:#}");
+            1
+        }
+    }
+}
+
+async fn rebuild_inner(
+    data: &Path,
+    genesis: &Path,
+    db: Option<String>,
+    live_db: Option<String>,
+) -> anyhow::Result<(u64, Hash)> {
+    use anyhow::Context;
+    use govchain_api::projection::Projection;
+    let doc = GenesisDoc::read(genesis)?;
+    let store = Store::open_read_only(data)?;
+    let genesis_hash = store.genesis_hash()?.context("store has no genesis")?;
+    let live_url =
+        live_db.unwrap_or_else(|| format!("sqlite://{}", data.join("projection.sqlite").display()));
+    let live = Projection::open(&live_url)
+        .await
+        .with_context(|| format!("opening the live projection {live_url}"))?;
+    // The live projection moves while the node runs: its digest counts once the cursor held
+    // still across the reading.
+    let (height, live_digest) = {
+        let mut tries = 0;
+        loop {
+            let before = live.cursor().await?.map_or(0, |(h, _)| h.0);
+            let d = live.digest().await?;
+            let after = live.cursor().await?.map_or(0, |(h, _)| h.0);
+            if before == after {
+                break (after, d);
+            }
+            tries += 1;
+            anyhow::ensure!(
+                tries < 20,
+                "the live projection kept moving while being read"
+            );
+        }
+    };
+    let scratch;
+    let url = match db {
+        Some(u) => u,
+        None => {
+            scratch = tempfile::tempdir()?;
+            format!(
+                "sqlite://{}",
+                scratch.path().join("rebuilt.sqlite").display()
+            )
+        }
+    };
+    let rebuilt = Projection::open(&url)
+        .await
+        .with_context(|| format!("opening {url}"))?;
+    rebuilt.reset().await?;
+    rebuilt.init(genesis_hash, &doc.sources).await?;
+    let mut at = 0u64;
+    while at < height {
+        let mut blocks = Vec::new();
+        while at < height && blocks.len() < 64 {
+            at += 1;
+            blocks.push(
+                store
+                    .block(Height(at))?
+                    .with_context(|| format!("block {at} missing"))?,
+            );
+        }
+        rebuilt.apply_blocks(&blocks).await?;
+    }
+    let digest = rebuilt.digest().await?;
+    anyhow::ensure!(
+        digest == live_digest,
+        "the projection rebuilt to height {height} has digest {digest}, the live one {live_digest}"
+    );
+    Ok((height, digest))
 }
