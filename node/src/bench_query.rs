@@ -55,6 +55,9 @@ pub struct QueryBench {
     pub base_port: u16,
     /// Cluster directory to create, or to reuse if it holds a loaded cluster.
     pub dir: Option<PathBuf>,
+    /// Query with the system administrator's key instead of as staff (sessions, grants,
+    /// consents).
+    pub as_admin: bool,
 }
 
 /// The query kinds of the mix.
@@ -63,9 +66,10 @@ enum Kind {
     Person,
     Combined,
     Fuzzy,
+    Login,
 }
 
-const KINDS: [Kind; 3] = [Kind::Person, Kind::Combined, Kind::Fuzzy];
+const KINDS: [Kind; 4] = [Kind::Person, Kind::Combined, Kind::Fuzzy, Kind::Login];
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -73,8 +77,227 @@ impl Kind {
             Kind::Person => "person file",
             Kind::Combined => "combined",
             Kind::Fuzzy => "fuzzy",
+            Kind::Login => "login",
         }
     }
+}
+
+/// Residents each staff client holds a consent for (its cases).
+const CASES_PER_CLIENT: u64 = 8;
+/// Password of the benchmark's staff.
+const STAFF_PASSWORD: &str = "Bench-2026";
+/// The matter type of the benchmark's consents.
+const BENCH_MATTER: &str = "bench.file";
+
+/// The staff client `c` acts as.
+fn staff_id(c: usize) -> String {
+    format!("bench-{c}")
+}
+
+/// The resident of client `c`'s case `k`.
+fn case_person(c: usize, k: u64, persons: u64) -> u64 {
+    let h = blake3::hash(format!("case {c} {k}").as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    u64::from_le_bytes(b) % persons
+}
+
+/// Client `c`'s consent id for case `k`.
+fn case_consent(c: usize, k: u64) -> String {
+    blake3::hash(format!("bench consent {c} {k}").as_bytes())
+        .to_hex()
+        .to_string()
+}
+
+/// Commits `txs` from `workers` concurrent submitters; a transaction refused because it exists
+/// already (a re-run on a kept cluster) counts as done.
+async fn commit_all(
+    client: &Client,
+    txs: Vec<govchain_ledger::SignedTx>,
+    workers: usize,
+) -> anyhow::Result<()> {
+    let queue = Arc::new(std::sync::Mutex::new(txs));
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (client, queue) = (client.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(tx) = queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop() else {
+                    return Ok::<_, anyhow::Error>(());
+                };
+                loop {
+                    let (status, body) = client.submit_status(&tx).await?;
+                    match status {
+                        200 | 409 => break,
+                        202 => {
+                            client.wait_committed(&tx.id(), COMMIT_WAIT).await?;
+                            break;
+                        }
+                        503 => tokio::time::sleep(Duration::from_millis(100)).await,
+                        _ => bail!("setup transaction refused: {status} {body}"),
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// Staff for the query phase (R-SEC-1…5): one user of department gaj per client, with a
+/// password on node 1; grants to gaj on the other departments' conditional sources; a matter
+/// type over the loaded person sources; and each client's consents for its cases, recorded by
+/// node 1 as after an SMS code.
+async fn prepare_staff(b: &QueryBench, dir: &Path, node: &Client) -> anyhow::Result<()> {
+    use govchain_chaincode::access::{Consent, Grant, GrantScope, Grantee, Role, User};
+    use govchain_chaincode::business::{CatalogEntry, MatterType, PutMode, SourceFields};
+    use govchain_chaincode::catalog::ShareType;
+    use govchain_chaincode::TxKind;
+    let started = Instant::now();
+    let doc = GenesisDoc::read(&dir.join("genesis.json"))?;
+    let admin = Keypair::read_file(&dir.join("keys/sysadmin.key"))?;
+    let node_key = Keypair::read_file(&dir.join("node-1/node.key"))?;
+    let chain = &doc.chain_id;
+    let sign = |k: &Keypair, kind: TxKind| crate::client::sign_tx(k, chain, &kind);
+    let users: Vec<User> = (0..b.concurrency)
+        .map(|c| User {
+            id: staff_id(c),
+            name: format!("压测{c}"),
+            department: "gaj".into(),
+            level: 1,
+            roles: vec![Role::Staff],
+            disabled: false,
+            key: None,
+        })
+        .collect();
+    let mut txs: Vec<_> = users
+        .chunks(govchain_chaincode::access::MAX_USERS_PER_TX)
+        .map(|u| {
+            sign(
+                &admin,
+                TxKind::PutUsers {
+                    mode: PutMode::Add,
+                    users: u.to_vec(),
+                },
+            )
+        })
+        .collect();
+    let now = crate::now_ms().0;
+    let sources: Vec<&DataSource> = doc
+        .sources
+        .iter()
+        .filter(|s| s.person_field.is_some())
+        .collect();
+    let owners: std::collections::BTreeSet<&str> = sources
+        .iter()
+        .map(|s| s.department.as_str())
+        .filter(|d| *d != "gaj")
+        .collect();
+    for d in &owners {
+        txs.push(sign(
+            &admin,
+            TxKind::PutGrant(Grant {
+                id: format!("bench.{d}"),
+                grantee: Grantee::Department("gaj".into()),
+                scope: GrantScope::ShareType {
+                    owner: d.to_string(),
+                    share_type: ShareType::Conditional,
+                },
+                query: true,
+                export: false,
+                valid_from: govchain_ledger::TimestampMs(now - 60_000),
+                valid_until: govchain_ledger::TimestampMs(now + 365 * 86_400_000),
+            }),
+        ));
+    }
+    let matter = MatterType {
+        id: BENCH_MATTER.into(),
+        name: "压测事项".into(),
+        department: "gaj".into(),
+        sources: sources
+            .iter()
+            .map(|s| SourceFields {
+                source: s.id.clone(),
+                fields: s.person_field.iter().cloned().collect(),
+            })
+            .collect(),
+        materials: vec![],
+    };
+    txs.push(sign(
+        &admin,
+        TxKind::PutCatalogEntry {
+            mode: PutMode::Add,
+            entry: CatalogEntry::MatterType(matter.clone()),
+        },
+    ));
+    commit_all(node, txs, 8).await?;
+    println!(
+        "  staff: {} users, {} grants, matter {BENCH_MATTER} ({} sources) in {:.1} s",
+        users.len(),
+        owners.len(),
+        matter.sources.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let mut consents = Vec::new();
+    for c in 0..b.concurrency {
+        for k in 0..CASES_PER_CLIENT {
+            let p = person(SEED, case_person(c, k, b.persons));
+            consents.push(sign(
+                &node_key,
+                TxKind::RecordConsent(Consent {
+                    id: case_consent(c, k),
+                    person: p.id.clone(),
+                    matter: BENCH_MATTER.into(),
+                    sources: matter.sources.iter().map(|s| s.source.clone()).collect(),
+                    grantee: staff_id(c),
+                    purpose: "压测办件".into(),
+                    issued_at: govchain_ledger::TimestampMs(now),
+                    expires_at: govchain_ledger::TimestampMs(now + 29 * 86_400_000),
+                    verified_by: "sms:bench".into(),
+                }),
+            ));
+        }
+    }
+    let n = consents.len();
+    commit_all(node, consents, 32).await?;
+    println!(
+        "  consents: {n} recorded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Passwords are node-local argon2 hashes: set through the API, a few at a time.
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (node, admin, next) = (node.clone(), admin.clone(), next.clone());
+        let total = b.concurrency as u64;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= total {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let body = serde_json::json!({"password": STAFF_PASSWORD});
+                let path = format!("users/{}/password", staff_id(c as usize));
+                let (s, r) = node.call_signed("PUT", &path, &admin, Some(&body)).await?;
+                if s != 200 {
+                    bail!("setting a password: {s} {r}");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    println!(
+        "  passwords: {} set (argon2id) in {:.1} s",
+        b.concurrency,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Runs the benchmark and prints its figures.
@@ -131,9 +354,24 @@ pub async fn run(b: QueryBench) -> anyhow::Result<()> {
         warm_sqlite(&dir.join("node-1/data"))?;
     }
     let admin = Keypair::read_file(&dir.join("keys/sysadmin.key"))?;
+    if !b.as_admin {
+        prepare_staff(&b, &dir, &node1).await?;
+        wait_projected(&node1).await?;
+    }
+    let before = node1.get_json("status").await?;
     let figures = drive(&b, &node1, admin).await?;
+    let after = node1.get_json("status").await?;
     cluster.stop();
     report(&b, &figures);
+    let entries = |s: &serde_json::Value| s["audit_entries"].as_u64().unwrap_or(0);
+    let blocks = |s: &serde_json::Value| s["height"].as_u64().unwrap_or(0);
+    println!(
+        "  audit: {} entries committed on chain during the phase ({:.0} entries/s, in {} blocks), {} still queued at the end",
+        entries(&after) - entries(&before),
+        (entries(&after) - entries(&before)) as f64 / b.duration.as_secs_f64(),
+        blocks(&after) - blocks(&before),
+        after["audit_backlog"]
+    );
     Ok(())
 }
 
@@ -295,11 +533,25 @@ async fn wait_projected(node: &Client) -> anyhow::Result<()> {
     }
 }
 
-/// One query of `kind` about a random resident: the path under `/api/v1`.
-fn query_path(kind: Kind, rng: &mut ChaCha8Rng, persons: u64) -> String {
+/// One query of `kind` about a random resident (for the person file: one of client `c`'s
+/// cases, unless it is the administrator): the path under `/api/v1` and the consent it needs.
+fn query_path(
+    kind: Kind,
+    rng: &mut ChaCha8Rng,
+    persons: u64,
+    staff: Option<usize>,
+) -> (String, Option<String>) {
     let p = person(SEED, rng.random_range(0..persons));
-    match kind {
-        Kind::Person => format!("persons/{}", p.id),
+    let path = match kind {
+        Kind::Person => match staff {
+            None => format!("persons/{}", p.id),
+            Some(c) => {
+                let k = rng.random_range(0..CASES_PER_CLIENT);
+                let p = person(SEED, case_person(c, k, persons));
+                return (format!("persons/{}", p.id), Some(case_consent(c, k)));
+            }
+        },
+        Kind::Login => "login".to_string(),
         Kind::Combined if rng.random_bool(0.5) => {
             // A name within a birth year.
             let year = &p.birth_date[..4];
@@ -337,7 +589,8 @@ fn query_path(kind: Kind, rng: &mut ChaCha8Rng, persons: u64) -> String {
             };
             format!("search?q={}", urlencode(&q))
         }
-    }
+    };
+    (path, None)
 }
 
 /// Latencies (ms) and failures of one kind.
@@ -361,7 +614,7 @@ async fn drive(b: &QueryBench, node: &Client, admin: Keypair) -> anyhow::Result<
     let mut tasks = Vec::new();
     for c in 0..b.concurrency {
         let (node, admin) = (node.clone(), admin.clone());
-        let (persons, think_ms) = (b.persons, b.think_ms);
+        let (persons, think_ms, as_admin) = (b.persons, b.think_ms, b.as_admin);
         tasks.push(tokio::spawn(async move {
             let mut rng = ChaCha8Rng::seed_from_u64(c as u64);
             let mut figures = vec![Figures::default(); KINDS.len()];
@@ -371,21 +624,60 @@ async fn drive(b: &QueryBench, node: &Client, admin: Keypair) -> anyhow::Result<
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             let mut sent = 0u64;
+            // Staff log in once, as they start their day.
+            let mut token = None;
+            if !as_admin {
+                let body = serde_json::json!({"user": staff_id(c), "password": STAFF_PASSWORD});
+                let started = Instant::now();
+                let r = node.call("POST", "login", &[], Some(&body)).await;
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                let f = &mut figures[KINDS.iter().position(|x| *x == Kind::Login).unwrap_or(0)];
+                match r {
+                    Ok((200, v)) => {
+                        f.ok_ms.push(ms);
+                        token = v["token"].as_str().map(str::to_string);
+                    }
+                    Ok((status, v)) => {
+                        f.failed += 1;
+                        f.first_failure
+                            .get_or_insert_with(|| format!("{status} login: {v}"));
+                        return figures;
+                    }
+                    Err(e) => {
+                        f.failed += 1;
+                        f.first_failure.get_or_insert_with(|| format!("login: {e}"));
+                        return figures;
+                    }
+                }
+            }
             while Instant::now() < deadline {
                 // Half person files, a quarter each combined and fuzzy.
                 let kind = [Kind::Person, Kind::Person, Kind::Combined, Kind::Fuzzy]
                     [rng.random_range(0..4usize)];
-                let path = query_path(kind, &mut rng, persons);
-                // A nonce per (client, request): identical queries never share a signature.
-                sent += 1;
-                let headers = govchain_api::auth::sign_request_with_nonce(
-                    &admin,
-                    "GET",
-                    &format!("/api/v1/{path}"),
-                    crate::now_ms().0,
-                    &format!("{c}-{sent}"),
-                    b"",
-                );
+                let (path, consent) = query_path(kind, &mut rng, persons, (!as_admin).then_some(c));
+                let headers: Vec<(&str, String)> = match &token {
+                    Some(t) => {
+                        let mut h = vec![("authorization", format!("Bearer {t}"))];
+                        if let Some(id) = consent {
+                            h.push((govchain_api::access::CONSENT_HEADER, id));
+                        }
+                        h
+                    }
+                    None => {
+                        // A nonce per (client, request): identical queries never share a
+                        // signature.
+                        sent += 1;
+                        govchain_api::auth::sign_request_with_nonce(
+                            &admin,
+                            "GET",
+                            &format!("/api/v1/{path}"),
+                            crate::now_ms().0,
+                            &format!("{c}-{sent}"),
+                            b"",
+                        )
+                        .to_vec()
+                    }
+                };
                 let started = Instant::now();
                 let r = node.get_with(&path, &headers).await;
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -426,10 +718,15 @@ async fn drive(b: &QueryBench, node: &Client, admin: Keypair) -> anyhow::Result<
 
 fn report(b: &QueryBench, figures: &[Figures]) {
     println!(
-        "bench query: {} residents, {} backend, {} clients, think {} ms, {} s, {} cores",
+        "bench query: {} residents, {} backend, {} clients ({}), think {} ms, {} s, {} cores",
         b.persons,
         b.db.split("://").next().unwrap_or(&b.db),
         b.concurrency,
+        if b.as_admin {
+            "system administrator's key"
+        } else {
+            "staff sessions, grants, consents"
+        },
         b.think_ms,
         b.duration.as_secs(),
         std::thread::available_parallelism().map_or(1, |n| n.get())

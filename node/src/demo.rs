@@ -11,6 +11,50 @@ use crate::submit::SubmitOptions;
 /// residents, so their files aggregate across departments.
 const POPULATION_SEED: u64 = 1;
 
+/// A staff member of 公安 (node 1's department) to log in with.
+const DEMO_USER: &str = "demo.gaj";
+/// Their password (set on node 1 only: passwords never leave the node).
+const DEMO_PASSWORD: &str = "Demo-2026";
+
+/// Registers the demo's staff member on chain and sets the password on node 1.
+async fn add_staff(dir: &Path, url: &str) -> anyhow::Result<()> {
+    use govchain_chaincode::access::{Role, User};
+    use govchain_chaincode::business::PutMode;
+    use govchain_chaincode::TxKind;
+    let doc = govchain_genesis::GenesisDoc::read(&dir.join("genesis.json"))?;
+    let admin = govchain_ledger::Keypair::read_file(&dir.join("keys/sysadmin.key"))?;
+    let client = crate::client::Client::new(url)?;
+    let user = User {
+        id: DEMO_USER.into(),
+        name: "演示用户".into(),
+        department: "gaj".into(),
+        level: 3,
+        roles: vec![Role::Staff],
+        disabled: false,
+        key: None,
+    };
+    let tx = crate::client::sign_tx(
+        &admin,
+        &doc.chain_id,
+        &TxKind::PutUsers {
+            mode: PutMode::Add,
+            users: vec![user],
+        },
+    );
+    client.submit(&tx, true).await?;
+    let body = serde_json::json!({"password": DEMO_PASSWORD});
+    let (s, r) = client
+        .call_signed(
+            "PUT",
+            &format!("users/{DEMO_USER}/password"),
+            &admin,
+            Some(&body),
+        )
+        .await?;
+    anyhow::ensure!(s == 200, "setting the demo password: {s} {r}");
+    Ok(())
+}
+
 /// Runs the demo: `persons` residents registered by the public security bureau (node 1,
 /// `gaj.hjxx`), and `records` records of each other department's person sources about the
 /// first of them.
@@ -45,6 +89,7 @@ pub async fn run(
         };
         crate::submit::run(&dir.join(format!("node-{i}/node.toml")), &opts).await?;
     }
+    add_staff(dir, &cluster.urls[0]).await?;
     println!();
     for url in &cluster.urls {
         let s = crate::client::Client::new(url)?.get_json("status").await?;
@@ -53,11 +98,15 @@ pub async fn run(
     println!(
         "\nTry:\n  curl -s {0}/api/v1/status\n  curl -s {0}/api/v1/blocks/1\n  \
          govchain query --url {0} --key {1}/keys/sysadmin.key persons/{2}\n  \
-         govchain query --url {0} --key {1}/keys/sysadmin.key 'search?q=五一中路'\n\
+         govchain query --url {0} --key {1}/keys/sysadmin.key 'search?q=五一中路'\n  \
+         curl -s -X POST -H 'content-type: application/json' -d '{{\"user\":\"{3}\",\"password\":\"{4}\"}}' {0}/api/v1/login\n  \
+         curl -s -H 'Authorization: Bearer TOKEN' '{0}/api/v1/records?source=gaj.hjxx&page_size=5'\n\
          Press Ctrl-C to stop the cluster.",
         cluster.urls[0],
         dir.display(),
-        crate::synth::person(POPULATION_SEED, 0).id
+        crate::synth::person(POPULATION_SEED, 0).id,
+        DEMO_USER,
+        DEMO_PASSWORD
     );
     crate::server::wait_for_signal().await;
     cluster.stop();
