@@ -909,3 +909,85 @@ fn denials_consent_audit_replay_and_offline_proofs_r_sec_1_to_5_r_aud_1_to_4() {
     );
     assert!(text.contains("equals the live projection's"), "{text}");
 }
+
+/// A node that lies in its audit log (an access it claims it allowed, which the rules refuse) is
+/// caught by the auditor's replay, at the height of the lying entry (R-AUD-4).
+#[test]
+fn the_auditors_replay_catches_an_audit_entry_whose_decision_the_rules_refuse() {
+    use govchain_chaincode::access::{AccessRequest, AuditAction, AuditEntry, Right};
+    let net = Net::generate(1);
+    let mut node = NodeProc::start(&net, 1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = Client::new(&node.url).unwrap();
+    let chain = net.genesis.chain_id.clone();
+    let commit = |key: &Keypair, kind: TxKind| {
+        let tx = sign_tx(key, &chain, &kind);
+        let (s, b) = rt.block_on(client.submit_status(&tx)).unwrap();
+        assert_eq!(s, 200, "{b}");
+        b["height"].as_u64().unwrap()
+    };
+    let h = commit(
+        &net.key("sysadmin"),
+        TxKind::PutUsers {
+            mode: PutMode::Add,
+            users: vec![user("li", "mzj", 1, vec![Role::Staff])],
+        },
+    );
+    // li (mzj) has no grant on gaj's household register: the honest decision is no_grant.
+    let entry = |outcome: &str| AuditEntry {
+        time: TimestampMs(now_ms()),
+        user: "li".into(),
+        department: "mzj".into(),
+        action: AuditAction::Access(AccessRequest {
+            user: Some("li".into()),
+            right: Right::Query,
+            sources: vec!["gaj.hjxx".into()],
+            filter: false,
+            person: None,
+            matter: None,
+            consent: None,
+            time: TimestampMs(now_ms()),
+        }),
+        endpoint: "GET /api/v1/records".into(),
+        person: None,
+        outcome: outcome.into(),
+        results: 20,
+        fingerprint: govchain_ledger::Hash([7; 32]),
+        state_height: h,
+    };
+    let node_key = net.node_key(1);
+    commit(
+        &node_key,
+        TxKind::AppendAudit {
+            entries: vec![entry("no_grant")],
+        },
+    );
+    assert!(node.terminate(Duration::from_secs(20)));
+    let out = govchain_tests::verify(&net.data_dir(1), &net.genesis_path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the honest entry verifies: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1 access decisions reproduced"), "{text}");
+
+    node.restart();
+    let lie = commit(
+        &node_key,
+        TxKind::AppendAudit {
+            entries: vec![entry("ok")],
+        },
+    );
+    assert!(node.terminate(Duration::from_secs(20)));
+    let out = govchain_tests::verify(&net.data_dir(1), &net.genesis_path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a lying audit entry must fail the replay"
+    );
+    assert!(
+        err.contains(&format!("height {lie}:")) && err.contains("no_grant"),
+        "{err}"
+    );
+}
