@@ -215,6 +215,9 @@ pub struct Security {
     pub notifier: Notifier,
     /// The node's signer (None: the node records no consents and appends no audit).
     pub signer: Option<NodeSigner>,
+    /// Password hashing is slow on purpose (argon2id, ~20 ms): at most one per core runs at
+    /// a time, so a burst of logins queues instead of starving every other request.
+    hashing: tokio::sync::Semaphore,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<String, (u32, u64)>>,
     codes: Mutex<HashMap<String, PendingCode>>,
@@ -253,12 +256,26 @@ impl Security {
             session_ttl,
             notifier,
             signer,
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
             sessions: Mutex::default(),
             failures: Mutex::default(),
             codes: Mutex::default(),
             sent: Mutex::default(),
             audit: Mutex::default(),
         }
+    }
+
+    /// Runs a password hash or check off the async threads, one per core at most.
+    pub async fn hash_job<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let _permit = self.hashing.acquire().await.map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// The stored password hash of `user`.

@@ -87,7 +87,9 @@ pub async fn login(State(ctx): State<ApiContext>, body: Bytes) -> Result<Json<Va
         }
     };
     let password = l.password.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&phc, &password))
+    let ok = ctx
+        .security
+        .hash_job(move || verify_password(&phc, &password))
         .await
         .map_err(ApiError::internal)?;
     if !ok {
@@ -237,7 +239,9 @@ pub async fn set_password(
         }
         let old = b.old_password.clone().unwrap_or_default();
         let phc = Security::password_hash(&ctx.store, &id).unwrap_or_default();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&phc, &old))
+        let ok = ctx
+            .security
+            .hash_job(move || verify_password(&phc, &old))
             .await
             .map_err(ApiError::internal)?;
         if !ok {
@@ -250,7 +254,9 @@ pub async fn set_password(
     }
     check_password(&b.password).map_err(|m| ApiError::bad_request("weak_password", m))?;
     let password = b.password;
-    let phc = tokio::task::spawn_blocking(move || hash_password(&password))
+    let phc = ctx
+        .security
+        .hash_job(move || hash_password(&password))
         .await
         .map_err(ApiError::internal)?;
     Security::set_password_hash(&ctx.store, &id, &phc).map_err(ApiError::internal)?;

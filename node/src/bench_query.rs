@@ -185,11 +185,9 @@ async fn prepare_staff(b: &QueryBench, dir: &Path, node: &Client) -> anyhow::Res
         })
         .collect();
     let now = crate::now_ms().0;
-    let sources: Vec<&DataSource> = doc
-        .sources
-        .iter()
-        .filter(|s| s.person_field.is_some())
-        .collect();
+    let extras = extra_sources(&doc, &department_keys(dir, &doc)?);
+    let mut sources: Vec<&DataSource> = doc.sources.iter().filter(|s| s.id == "gaj.hjxx").collect();
+    sources.extend(extras.iter().map(|(s, _)| s));
     let owners: std::collections::BTreeSet<&str> = sources
         .iter()
         .map(|s| s.department.as_str())
@@ -412,6 +410,19 @@ fn department_keys(dir: &Path, doc: &GenesisDoc) -> anyhow::Result<Vec<(String, 
     Ok(out)
 }
 
+/// The person sources besides `gaj.hjxx` the load fills: three of the other departments that
+/// run nodes, with their node's key.
+fn extra_sources(doc: &GenesisDoc, keys: &[(String, Keypair)]) -> Vec<(DataSource, Keypair)> {
+    let key_of = |dept: &str| keys.iter().find(|(d, _)| d == dept).map(|(_, k)| k.clone());
+    doc.sources
+        .iter()
+        .filter(|s| s.id != "gaj.hjxx" && s.person_field.is_some())
+        .filter_map(|s| key_of(&s.department).map(|k| (s.clone(), k)))
+        .filter(|(s, _)| s.department != "gaj")
+        .take(3)
+        .collect()
+}
+
 /// Loads `b.persons` residents through the chain, `LOADERS` batches at a time.
 async fn load(b: &QueryBench, dir: &Path, urls: &[String]) -> anyhow::Result<()> {
     let doc = GenesisDoc::read(&dir.join("genesis.json"))?;
@@ -424,15 +435,7 @@ async fn load(b: &QueryBench, dir: &Path, urls: &[String]) -> anyhow::Result<()>
         .context("gaj.hjxx missing")?
         .clone();
     let hjxx_key = key_of(&hjxx.department).context("no node of department gaj")?;
-    // Person sources of the other departments that run nodes.
-    let extras: Vec<(DataSource, Keypair)> = doc
-        .sources
-        .iter()
-        .filter(|s| s.id != hjxx.id && s.person_field.is_some())
-        .filter_map(|s| key_of(&s.department).map(|k| (s.clone(), k)))
-        .filter(|(s, _)| s.department != hjxx.department)
-        .take(3)
-        .collect();
+    let extras = extra_sources(&doc, &keys);
     let batches = b.persons.div_ceil(b.batch as u64);
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
@@ -601,19 +604,77 @@ struct Figures {
     first_failure: Option<String>,
 }
 
+/// The login phase: every staff client logs in once (as staff start their day), all at
+/// once; returns each client's session token. Its latencies are the login figures.
+async fn login_all(b: &QueryBench, node: &Client, figures: &mut Figures) -> Vec<Option<String>> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..b.concurrency {
+        let node = node.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::json!({"user": staff_id(c), "password": STAFF_PASSWORD});
+            let t = Instant::now();
+            let r = node.call("POST", "login", &[], Some(&body)).await;
+            (t.elapsed().as_secs_f64() * 1000.0, r)
+        }));
+    }
+    let mut tokens = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        match t.await {
+            Ok((ms, Ok((200, v)))) => {
+                figures.ok_ms.push(ms);
+                tokens.push(v["token"].as_str().map(str::to_string));
+            }
+            Ok((_, Ok((status, v)))) => {
+                figures.failed += 1;
+                figures
+                    .first_failure
+                    .get_or_insert_with(|| format!("{status} login: {v}"));
+                tokens.push(None);
+            }
+            Ok((_, Err(e))) => {
+                figures.failed += 1;
+                figures
+                    .first_failure
+                    .get_or_insert_with(|| format!("login: {e}"));
+                tokens.push(None);
+            }
+            Err(e) => {
+                figures.failed += 1;
+                figures
+                    .first_failure
+                    .get_or_insert_with(|| format!("login task: {e}"));
+                tokens.push(None);
+            }
+        }
+    }
+    println!(
+        "  login phase: {} staff logged in within {:.1} s (argon2id, one check per core at a time)",
+        figures.ok_ms.len(),
+        started.elapsed().as_secs_f64()
+    );
+    tokens
+}
+
 /// The query phase: `b.concurrency` clients until `b.duration` has passed.
 async fn drive(b: &QueryBench, node: &Client, admin: Keypair) -> anyhow::Result<Vec<Figures>> {
+    let admin = Arc::new(admin);
+    let mut figures_login = Figures::default();
+    let tokens: Arc<Vec<Option<String>>> = Arc::new(if b.as_admin {
+        Vec::new()
+    } else {
+        login_all(b, node, &mut figures_login).await
+    });
     println!(
         "  query phase: {} clients for {} s, think time {} ms",
         b.concurrency,
         b.duration.as_secs(),
         b.think_ms
     );
-    let admin = Arc::new(admin);
     let deadline = Instant::now() + b.duration;
     let mut tasks = Vec::new();
     for c in 0..b.concurrency {
-        let (node, admin) = (node.clone(), admin.clone());
+        let (node, admin, tokens) = (node.clone(), admin.clone(), tokens.clone());
         let (persons, think_ms, as_admin) = (b.persons, b.think_ms, b.as_admin);
         tasks.push(tokio::spawn(async move {
             let mut rng = ChaCha8Rng::seed_from_u64(c as u64);
@@ -624,31 +685,10 @@ async fn drive(b: &QueryBench, node: &Client, admin: Keypair) -> anyhow::Result<
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             let mut sent = 0u64;
-            // Staff log in once, as they start their day.
-            let mut token = None;
-            if !as_admin {
-                let body = serde_json::json!({"user": staff_id(c), "password": STAFF_PASSWORD});
-                let started = Instant::now();
-                let r = node.call("POST", "login", &[], Some(&body)).await;
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
-                let f = &mut figures[KINDS.iter().position(|x| *x == Kind::Login).unwrap_or(0)];
-                match r {
-                    Ok((200, v)) => {
-                        f.ok_ms.push(ms);
-                        token = v["token"].as_str().map(str::to_string);
-                    }
-                    Ok((status, v)) => {
-                        f.failed += 1;
-                        f.first_failure
-                            .get_or_insert_with(|| format!("{status} login: {v}"));
-                        return figures;
-                    }
-                    Err(e) => {
-                        f.failed += 1;
-                        f.first_failure.get_or_insert_with(|| format!("login: {e}"));
-                        return figures;
-                    }
-                }
+            let token = tokens.get(c).cloned().flatten();
+            if !as_admin && token.is_none() {
+                // Its login failed (counted in the login figures).
+                return figures;
             }
             while Instant::now() < deadline {
                 // Half person files, a quarter each combined and fuzzy.
@@ -704,6 +744,7 @@ async fn drive(b: &QueryBench, node: &Client, admin: Keypair) -> anyhow::Result<
         }));
     }
     let mut all = vec![Figures::default(); KINDS.len()];
+    all[KINDS.len() - 1] = figures_login;
     for t in tasks {
         for (a, f) in all.iter_mut().zip(t.await?) {
             a.ok_ms.extend(f.ok_ms);

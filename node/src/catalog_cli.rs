@@ -12,7 +12,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use govchain_chaincode::TxKind;
-use govchain_ledger::{ChainId, Keypair};
 
 use crate::client::{sign_tx, Client, SubmitReply};
 
@@ -50,14 +49,7 @@ pub async fn run(file: &Path, key_file: &Path, url: &str) -> anyhow::Result<Subm
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let kind = parse_kind(&text)?;
-    let key = Keypair::read_file(key_file)
-        .with_context(|| format!("reading key {}", key_file.display()))?;
-    let client = Client::new(url)?;
-    let status = client.get_json("status").await?;
-    let chain = status["chain_id"]
-        .as_str()
-        .context("the node's status names no chain id")?;
-    let chain = ChainId::new(chain).map_err(|e| anyhow::anyhow!("chain id {chain:?}: {e}"))?;
+    let (client, key, chain) = Client::connect_signer(key_file, url).await?;
     let tx = sign_tx(&key, &chain, &kind);
     client.submit(&tx, true).await
 }

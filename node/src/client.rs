@@ -92,6 +92,23 @@ impl Client {
         })
     }
 
+    /// A client for the node at `url`, the key in `key_file` and the node's chain id (CLI
+    /// commands that sign what they send).
+    pub async fn connect_signer(
+        key_file: &std::path::Path,
+        url: &str,
+    ) -> anyhow::Result<(Self, Keypair, ChainId)> {
+        let key = Keypair::read_file(key_file)
+            .with_context(|| format!("reading key {}", key_file.display()))?;
+        let client = Client::new(url)?;
+        let status = client.get_json("status").await?;
+        let chain = status["chain_id"]
+            .as_str()
+            .context("the node's status names no chain id")?;
+        let chain = ChainId::new(chain).map_err(|e| anyhow::anyhow!("chain id {chain:?}: {e}"))?;
+        Ok((client, key, chain))
+    }
+
     /// Posts a transaction; with `wait`, returns once it is committed.
     pub async fn submit(&self, tx: &SignedTx, wait: bool) -> anyhow::Result<SubmitReply> {
         let url = format!(

@@ -284,21 +284,9 @@ pub async fn import(
     Ok(report)
 }
 
-async fn connect(key_file: &Path, url: &str) -> anyhow::Result<(Client, Keypair, ChainId)> {
-    let key = Keypair::read_file(key_file)
-        .with_context(|| format!("reading key {}", key_file.display()))?;
-    let client = Client::new(url)?;
-    let status = client.get_json("status").await?;
-    let chain = status["chain_id"]
-        .as_str()
-        .context("the node's status names no chain id")?;
-    let chain = ChainId::new(chain).map_err(|e| anyhow::anyhow!("chain id {chain:?}: {e}"))?;
-    Ok((client, key, chain))
-}
-
 /// Deletes user `id`; returns the commit height.
 pub async fn delete(id: &str, key_file: &Path, url: &str) -> anyhow::Result<u64> {
-    let (client, key, chain) = connect(key_file, url).await?;
+    let (client, key, chain) = Client::connect_signer(key_file, url).await?;
     let tx = sign_tx(&key, &chain, &TxKind::DeleteUser { id: id.to_string() });
     let (status, body) = client.submit_status(&tx).await?;
     if status != 200 {
@@ -318,7 +306,7 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let (rows, errors) = parse(&cells(&bytes)?)?;
-    let (client, key, chain) = connect(key_file, url).await?;
+    let (client, key, chain) = Client::connect_signer(key_file, url).await?;
     let mode = if replace {
         PutMode::Replace
     } else {
