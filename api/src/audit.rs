@@ -31,29 +31,47 @@ use crate::{ApiContext, ApiError};
 /// Most rows of one audit export.
 pub const MAX_AUDIT_EXPORT_ROWS: usize = 10_000;
 
-/// Puts up to one batch of queued entries on chain (signed by this node); returns how many.
-/// On failure the entries go back to the queue for the next block.
+/// Puts up to one batch of queued entries on chain (signed by this node) and waits for its
+/// block; returns how many were committed. Committed entries leave the outbox; on failure they
+/// go back to the queue for the next block. (A crash between the commit and the outbox clean-up
+/// puts those entries on chain a second time: at least once, never lost.)
 pub async fn flush(ctx: &ApiContext) -> usize {
     let Some(signer) = &ctx.security.signer else {
         return 0;
     };
-    let entries = ctx.security.take_audit(MAX_AUDIT_ENTRIES);
-    if entries.is_empty() {
+    let queued = ctx.security.take_audit(MAX_AUDIT_ENTRIES);
+    if queued.is_empty() {
         return 0;
     }
-    let n = entries.len();
+    let n = queued.len();
+    let entries: Vec<AuditEntry> = queued.iter().map(|(_, e)| e.clone()).collect();
     let tx = signer.sign(
-        TxKind::AppendAudit {
-            entries: entries.clone(),
-        }
-        .encode(),
+        TxKind::AppendAudit { entries }.encode(),
         crate::routes::now_ms(),
     );
-    match crate::routes::submit_own(ctx, tx, false).await {
-        Ok(_) => n,
+    let id = tx.id();
+    match crate::routes::submit_own(ctx, tx, true).await {
+        Ok(Some(_)) => {
+            let seqs: Vec<u64> = queued.iter().map(|(s, _)| *s).collect();
+            ctx.security.audit_committed(&seqs);
+            n
+        }
+        Ok(None) => {
+            // Admitted, not yet committed within the wait: keep them until it is.
+            let committed = ctx.store.tx_location(&id).ok().flatten().is_some();
+            if committed {
+                let seqs: Vec<u64> = queued.iter().map(|(s, _)| *s).collect();
+                ctx.security.audit_committed(&seqs);
+                n
+            } else {
+                tracing::warn!(target: "api.audit", entries = n, "audit batch not committed in time; queued again");
+                ctx.security.return_audit(queued);
+                0
+            }
+        }
         Err(e) => {
             tracing::warn!(target: "api.audit", error = %e.message, entries = n, "audit batch not admitted; retrying next block");
-            ctx.security.return_audit(entries);
+            ctx.security.return_audit(queued);
             0
         }
     }

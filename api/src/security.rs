@@ -222,7 +222,18 @@ pub struct Security {
     failures: Mutex<HashMap<String, (u32, u64)>>,
     codes: Mutex<HashMap<String, PendingCode>>,
     sent: Mutex<Vec<(u64, String, String)>>,
-    audit: Mutex<Vec<AuditEntry>>,
+    /// Entries waiting for the chain, with their outbox sequence numbers.
+    audit: Mutex<Vec<(u64, AuditEntry)>>,
+    /// Where queued entries are kept until committed (None: memory only, in unit tests).
+    outbox: Option<Store>,
+    next_seq: AtomicU64,
+}
+
+/// Prefix of queued audit entries in the store's `outbox` column family.
+const AUDIT_OUTBOX: &[u8] = b"audit/";
+
+fn outbox_key(seq: u64) -> Vec<u8> {
+    [AUDIT_OUTBOX, &seq.to_be_bytes()].concat()
 }
 
 /// Why a code request is refused.
@@ -250,9 +261,45 @@ pub enum CodeError {
 }
 
 impl Security {
-    /// New state.
-    pub fn new(session_ttl: Duration, notifier: Notifier, signer: Option<NodeSigner>) -> Self {
+    /// New state; with `outbox`, audit entries queued before a crash are loaded back (and
+    /// every new one is written there before the request is answered).
+    pub fn new(
+        session_ttl: Duration,
+        notifier: Notifier,
+        signer: Option<NodeSigner>,
+        outbox: Option<Store>,
+    ) -> Self {
+        let mut queued = Vec::new();
+        if let Some(store) = &outbox {
+            match store.raw_prefix(govchain_ledger::store::CF_OUTBOX, AUDIT_OUTBOX) {
+                Ok(entries) => {
+                    for (k, v) in entries {
+                        let seq = k
+                            .get(AUDIT_OUTBOX.len()..)
+                            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                            .map(u64::from_be_bytes);
+                        let e = govchain_ledger::codec::decode::<AuditEntry>(&v, 1 << 20);
+                        match (seq, e) {
+                            (Some(seq), Ok(e)) => queued.push((seq, e)),
+                            _ => {
+                                tracing::error!(target: "api.audit", "unreadable audit outbox entry skipped")
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(target: "api.audit", error = %e, "reading the audit outbox")
+                }
+            }
+            if !queued.is_empty() {
+                tracing::info!(target: "api.audit", entries = queued.len(), "audit entries from before the restart queued again");
+            }
+        }
+        let next = queued.last().map_or(0, |(s, _)| s + 1);
         Self {
+            audit: Mutex::new(queued),
+            outbox,
+            next_seq: AtomicU64::new(next),
             session_ttl,
             notifier,
             signer,
@@ -263,7 +310,6 @@ impl Security {
             failures: Mutex::default(),
             codes: Mutex::default(),
             sent: Mutex::default(),
-            audit: Mutex::default(),
         }
     }
 
@@ -409,23 +455,45 @@ impl Security {
         Ok(c.clone())
     }
 
-    /// Queues an audit entry for the next block.
+    /// Queues an audit entry for the next block, first writing it to the store's outbox.
     pub fn audit(&self, e: AuditEntry) {
-        lock(&self.audit).push(e);
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        if let Some(store) = &self.outbox {
+            let bytes = govchain_ledger::codec::encode_infallible(&e);
+            if let Err(err) =
+                store.put_raw_unsynced(govchain_ledger::store::CF_OUTBOX, &outbox_key(seq), &bytes)
+            {
+                tracing::error!(target: "api.audit", error = %err, "writing the audit outbox");
+            }
+        }
+        let mut q = lock(&self.audit);
+        // Sequence order, even when two requests race between numbering and queueing.
+        let at = q.partition_point(|(s, _)| *s < seq);
+        q.insert(at, (seq, e));
     }
 
-    /// Takes up to `n` queued entries.
-    pub fn take_audit(&self, n: usize) -> Vec<AuditEntry> {
+    /// Takes up to `n` queued entries (in order), with their sequence numbers.
+    pub fn take_audit(&self, n: usize) -> Vec<(u64, AuditEntry)> {
         let mut q = lock(&self.audit);
         let k = q.len().min(n);
         q.drain(..k).collect()
     }
 
     /// Puts entries back at the front (their submission failed).
-    pub fn return_audit(&self, mut entries: Vec<AuditEntry>) {
+    pub fn return_audit(&self, mut entries: Vec<(u64, AuditEntry)>) {
         let mut q = lock(&self.audit);
         entries.append(&mut q);
         *q = entries;
+    }
+
+    /// Forgets committed entries (removes them from the outbox).
+    pub fn audit_committed(&self, seqs: &[u64]) {
+        if let Some(store) = &self.outbox {
+            let keys: Vec<Vec<u8>> = seqs.iter().map(|s| outbox_key(*s)).collect();
+            if let Err(e) = store.delete_raw_unsynced(govchain_ledger::store::CF_OUTBOX, &keys) {
+                tracing::error!(target: "api.audit", error = %e, "clearing the audit outbox");
+            }
+        }
     }
 
     /// Entries waiting.
@@ -445,6 +513,7 @@ mod tests {
         Security::new(
             Duration::from_secs(60),
             Notifier::File("/dev/null".into()),
+            None,
             None,
         )
     }

@@ -125,6 +125,10 @@ pub struct ApiConfig {
     /// Default: `file:` `sms-outbox.jsonl` in the data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sms: Option<String>,
+    /// Longest an audit entry waits for its batch when no block comes, in ms (a batch also
+    /// goes with every new block). Default 500.
+    #[serde(default = "defaults::audit_interval_ms")]
+    pub audit_interval_ms: u64,
 }
 
 /// `[chain]`.
@@ -175,6 +179,9 @@ mod defaults {
     pub fn session_ttl_s() -> u64 {
         8 * 3600
     }
+    pub fn audit_interval_ms() -> u64 {
+        500
+    }
     pub fn max_block_txs() -> usize {
         5_000
     }
@@ -216,6 +223,7 @@ impl Default for ApiConfig {
             db: None,
             session_ttl_s: defaults::session_ttl_s(),
             sms: None,
+            audit_interval_ms: defaults::audit_interval_ms(),
         }
     }
 }

@@ -388,6 +388,43 @@ impl Store {
         self.write(b)
     }
 
+    /// Raw put without fsync (node-local queues such as the audit outbox): it survives a killed
+    /// process, since the write-ahead log is in the OS, though not a power cut.
+    pub fn put_raw_unsynced(&self, cf: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(cf), key, value);
+        self.db.write_opt(b, &WriteOptions::default())?;
+        Ok(())
+    }
+
+    /// Raw deletes without fsync, in one batch.
+    pub fn delete_raw_unsynced(&self, cf: &str, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        let cf = self.cf(cf);
+        for k in keys {
+            b.delete_cf(cf, k);
+        }
+        self.db.write_opt(b, &WriteOptions::default())?;
+        Ok(())
+    }
+
+    /// Every entry of a column family whose key starts with `prefix`, in key order.
+    pub fn raw_prefix(&self, cf: &str, prefix: &[u8]) -> Result<Vec<StateEntry>, StoreError> {
+        let mut out = Vec::new();
+        let it = self.db.iterator_cf(
+            self.cf(cf),
+            IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
+        for r in it {
+            let (k, v) = r?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
     /// Raw get from any column family.
     pub fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(self.cf(cf), key)?)

@@ -140,6 +140,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             state.chain_id.clone(),
             govchain_api::access::now().0,
         )),
+        Some(store.clone()),
     ));
     let ctx = ApiContext {
         chain_id: state.chain_id.clone(),
@@ -155,19 +156,19 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         security,
     };
     // Audit entries go on chain in one batch per block (R-AUD-1).
+    let audit_ms = cfg.api.audit_interval_ms.max(10);
     let auditor = {
         let (ctx, mut tip, mut stop) = (ctx.clone(), ctx.tip.clone(), stop_rx.clone());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     r = tip.changed() => if r.is_err() { break },
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tokio::time::sleep(Duration::from_millis(audit_ms)) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
                 govchain_api::audit::flush(&ctx).await;
             }
-            // What is left goes out before the node stops.
-            govchain_api::audit::flush(&ctx).await;
+            // What is still queued stays in the outbox and goes out after the restart.
         })
     };
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)

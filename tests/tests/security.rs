@@ -991,3 +991,46 @@ fn the_auditors_replay_catches_an_audit_entry_whose_decision_the_rules_refuse() 
         "{err}"
     );
 }
+
+/// An access answered just before the node is killed with -9 still reaches the chain: its
+/// audit entry waits in the store's outbox and goes out after the restart (R-AUD-1).
+#[test]
+fn an_audit_entry_queued_when_the_node_is_killed_reaches_the_chain_after_restart() {
+    let net = Net::generate(1);
+    // No block comes while the node is idle, and the timer is long: the entry stays queued.
+    net.tune(1, |c| c.api.audit_interval_ms = 600_000);
+    let mut node = NodeProc::start(&net, 1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = Client::new(&node.url).unwrap();
+    let admin = net.key("sysadmin");
+    let (s, b) = rt
+        .block_on(client.get_signed("records?source=gaj.hjxx&page_size=1", &admin))
+        .unwrap();
+    assert_eq!(s, 200, "{b}");
+    let status = rt.block_on(client.get_json("status")).unwrap();
+    assert_eq!(status["audit_backlog"], 1, "{status}");
+    assert_eq!(status["audit_entries"], 0, "{status}");
+    node.kill9();
+    net.tune(1, |c| c.api.audit_interval_ms = 200);
+    node.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = rt.block_on(client.get_json("status")).unwrap();
+        if status["audit_entries"] == 1 && status["audit_backlog"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the entry never reached the chain: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Once committed it leaves the outbox: a second restart does not put it on chain again.
+    std::thread::sleep(Duration::from_millis(300));
+    node.kill9();
+    node.restart();
+    std::thread::sleep(Duration::from_millis(2_000));
+    let status = rt.block_on(client.get_json("status")).unwrap();
+    assert_eq!(status["audit_entries"], 1, "{status}");
+    assert_eq!(status["audit_backlog"], 0, "{status}");
+}
