@@ -125,8 +125,8 @@ pub struct ApiConfig {
     /// Default: `file:` `sms-outbox.jsonl` in the data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sms: Option<String>,
-    /// Longest an audit entry waits for its batch when no block comes, in ms (a batch also
-    /// goes with every new block). Default 500.
+    /// Interval of the node's audit batches, in ms (one `AppendAudit` transaction per
+    /// interval while entries are queued). Default 1000.
     #[serde(default = "defaults::audit_interval_ms")]
     pub audit_interval_ms: u64,
 }
@@ -180,7 +180,7 @@ mod defaults {
         8 * 3600
     }
     pub fn audit_interval_ms() -> u64 {
-        500
+        1000
     }
     pub fn max_block_txs() -> usize {
         5_000

@@ -155,14 +155,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         replay: Default::default(),
         security,
     };
-    // Audit entries go on chain in one batch per block (R-AUD-1).
+    // Audit entries go on chain in one batch per interval (R-AUD-1): a batch on every new
+    // block would itself make the next block, and keep the validators committing
+    // back-to-back blocks under load (measured: 22 blocks/s at 3,000 users).
     let audit_ms = cfg.api.audit_interval_ms.max(10);
     let auditor = {
-        let (ctx, mut tip, mut stop) = (ctx.clone(), ctx.tip.clone(), stop_rx.clone());
+        let (ctx, mut stop) = (ctx.clone(), stop_rx.clone());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    r = tip.changed() => if r.is_err() { break },
                     _ = tokio::time::sleep(Duration::from_millis(audit_ms)) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
