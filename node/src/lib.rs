@@ -10,6 +10,7 @@ pub mod client;
 pub mod cluster;
 pub mod demo;
 pub mod driver;
+pub mod legacy_codec;
 pub mod mempool;
 pub mod net;
 pub mod server;
