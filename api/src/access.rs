@@ -214,10 +214,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// Hash of the request: method, path with query, body.
+/// Hash of the request: method, path with query, body (its own domain: a fingerprint is never
+/// a signable request digest).
 pub fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> Hash {
     hash_parts(
-        Domain::Request,
+        Domain::AuditFingerprint,
         &[
             method.as_bytes(),
             b"\n",

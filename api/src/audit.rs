@@ -50,30 +50,22 @@ pub async fn flush(ctx: &ApiContext) -> usize {
         crate::routes::now_ms(),
     );
     let id = tx.id();
-    match crate::routes::submit_own(ctx, tx, true).await {
-        Ok(Some(_)) => {
-            let seqs: Vec<u64> = queued.iter().map(|(s, _)| *s).collect();
-            ctx.security.audit_committed(&seqs);
-            n
-        }
-        Ok(None) => {
-            // Admitted, not yet committed within the wait: keep them until it is.
-            let committed = ctx.store.tx_location(&id).ok().flatten().is_some();
-            if committed {
-                let seqs: Vec<u64> = queued.iter().map(|(s, _)| *s).collect();
-                ctx.security.audit_committed(&seqs);
-                n
-            } else {
-                tracing::warn!(target: "api.audit", entries = n, "audit batch not committed in time; queued again");
-                ctx.security.return_audit(queued);
-                0
-            }
-        }
+    let committed = match crate::routes::submit_own(ctx, tx, true).await {
+        Ok(Some(_)) => true,
+        // Admitted but not committed within the wait: it counts once its block is stored.
+        Ok(None) => ctx.store.tx_location(&id).ok().flatten().is_some(),
         Err(e) => {
-            tracing::warn!(target: "api.audit", error = %e.message, entries = n, "audit batch not admitted; retrying next block");
-            ctx.security.return_audit(queued);
-            0
+            tracing::warn!(target: "api.audit", error = %e.message, entries = n, "audit batch not admitted; retrying");
+            false
         }
+    };
+    if committed {
+        let seqs: Vec<u64> = queued.iter().map(|(s, _)| *s).collect();
+        ctx.security.audit_committed(&seqs);
+        n
+    } else {
+        ctx.security.return_audit(queued);
+        0
     }
 }
 

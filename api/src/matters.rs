@@ -49,7 +49,6 @@ pub(crate) fn person(id: &str) -> Result<PersonId, ApiError> {
         .map_err(|e| ApiError::bad_request("bad_person_id", format!("national id: {e}")))
 }
 
-/// Every current record of `person`, as JSON, by source and record key.
 /// The distinct sources of records, in order.
 pub(crate) fn sources_of(records: &[Value]) -> Vec<String> {
     let set: std::collections::BTreeSet<&str> = records
@@ -59,6 +58,7 @@ pub(crate) fn sources_of(records: &[Value]) -> Vec<String> {
     set.into_iter().map(str::to_string).collect()
 }
 
+/// Every current record of `person`, as JSON, by source and record key.
 pub(crate) async fn person_records(
     pool: &sqlx::AnyPool,
     person: &PersonId,

@@ -39,6 +39,8 @@ pub enum Domain {
     Evidence,
     /// A signed API request of a system account (method, path, time, body hash).
     Request,
+    /// The fingerprint of an audited API request (never signed).
+    AuditFingerprint,
 }
 
 impl Domain {
@@ -59,10 +61,11 @@ impl Domain {
             Domain::Proposal => "govchain/proposal/v1",
             Domain::Evidence => "govchain/evidence/v1",
             Domain::Request => "govchain/request/v1",
+            Domain::AuditFingerprint => "govchain/audit-fingerprint/v1",
         }
     }
 
-    const ALL: [Domain; 14] = [
+    const ALL: [Domain; 15] = [
         Domain::TxBody,
         Domain::TxId,
         Domain::Block,
@@ -77,10 +80,11 @@ impl Domain {
         Domain::Proposal,
         Domain::Evidence,
         Domain::Request,
+        Domain::AuditFingerprint,
     ];
 
     fn key(self) -> &'static [u8; 32] {
-        static KEYS: OnceLock<[[u8; 32]; 14]> = OnceLock::new();
+        static KEYS: OnceLock<[[u8; 32]; 15]> = OnceLock::new();
         let keys = KEYS.get_or_init(|| Domain::ALL.map(|d| blake3::derive_key(d.context(), b"")));
         let i = Domain::ALL
             .iter()

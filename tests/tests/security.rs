@@ -1034,3 +1034,174 @@ fn an_audit_entry_queued_when_the_node_is_killed_reaches_the_chain_after_restart
     assert_eq!(status["audit_entries"], 1, "{status}");
     assert_eq!(status["audit_backlog"], 0, "{status}");
 }
+
+/// Malformed or out-of-range input to the new endpoints gets a clear 4xx and changes nothing:
+/// no session opened, no code sent, no consent recorded, no password set.
+#[test]
+fn bad_input_to_login_passwords_consents_and_audit_is_refused_clearly() {
+    let net = Net::generate(1);
+    let sms = net.dir.path().join("sms.jsonl");
+    net.tune(1, |c| c.api.sms = Some(format!("file:{}", sms.display())));
+    let node = NodeProc::start(&net, 1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = Client::new(&node.url).unwrap();
+    let admin = net.key("sysadmin");
+    let chain = net.genesis.chain_id.clone();
+    let tx = sign_tx(
+        &admin,
+        &chain,
+        &TxKind::PutUsers {
+            mode: PutMode::Add,
+            users: vec![user("li", "mzj", 1, vec![Role::Staff])],
+        },
+    );
+    assert_eq!(rt.block_on(client.submit_status(&tx)).unwrap().0, 200);
+    let call = |method: &str, path: &str, h: &[(&str, String)], body: Option<Value>| {
+        rt.block_on(client.call(method, path, h, body.as_ref()))
+            .unwrap()
+    };
+    let signed = |method: &str, path: &str, body: Value| {
+        rt.block_on(client.call_signed(method, path, &admin, Some(&body)))
+            .unwrap()
+    };
+    // Login: not JSON, unknown fields, missing fields.
+    refused(call("POST", "login", &[], None), 400, "bad_body");
+    refused(
+        call("POST", "login", &[], Some(json!({"user": "li"}))),
+        400,
+        "bad_body",
+    );
+    refused(
+        call(
+            "POST",
+            "login",
+            &[],
+            Some(json!({"user": "li", "password": "x", "extra": 1})),
+        ),
+        400,
+        "bad_body",
+    );
+    // Passwords: weak, malformed, unknown user; nothing is set.
+    refused(
+        signed("PUT", "users/li/password", json!({"password": "12345678"})),
+        400,
+        "weak_password",
+    );
+    refused(
+        signed("PUT", "users/li/password", json!({"pass": "Good-2026"})),
+        400,
+        "bad_body",
+    );
+    refused(
+        signed(
+            "PUT",
+            "users/ghost/password",
+            json!({"password": "Good-2026"}),
+        ),
+        404,
+        "not_found",
+    );
+    let (_, u) = rt.block_on(client.get_signed("users/li", &admin)).unwrap();
+    assert_eq!(u["password_set"], false, "{u}");
+    let (s, b) = signed("PUT", "users/li/password", json!({"password": PASSWORD}));
+    assert_eq!(s, 200, "{b}");
+    let token = {
+        let (s, b) = call(
+            "POST",
+            "login",
+            &[],
+            Some(json!({"user": "li", "password": PASSWORD})),
+        );
+        assert_eq!(s, 200, "{b}");
+        b["token"].as_str().unwrap().to_string()
+    };
+    let me = [("authorization", format!("Bearer {token}"))];
+    let mut valid = "11010519491231002".to_string();
+    valid.push(govchain_chaincode::person::check_char(valid.as_bytes()));
+    // Consent requests: bad ID, unknown matter, empty or oversize purpose, SQL metacharacters.
+    for (body, status, code) in [
+        (
+            json!({"person": "123", "matter": "x", "purpose": "p"}),
+            400,
+            "bad_person_id",
+        ),
+        (
+            json!({"person": "110105194912310000", "matter": "x", "purpose": "p"}),
+            400,
+            "bad_person_id",
+        ),
+        (
+            json!({"person": valid, "matter": "x'; DROP TABLE audit; --", "purpose": "p"}),
+            404,
+            "unknown_matter",
+        ),
+        (
+            json!({"person": valid, "matter": "x", "purpose": "p", "more": 1}),
+            400,
+            "bad_body",
+        ),
+    ] {
+        refused(
+            call("POST", "consents/request", &me, Some(body)),
+            status,
+            code,
+        );
+    }
+    // Verification: unknown request, bad validity.
+    refused(
+        call(
+            "POST",
+            "consents/verify",
+            &me,
+            Some(json!({"request_id": "00", "code": "123456"})),
+        ),
+        404,
+        "unknown_request",
+    );
+    refused(
+        call(
+            "POST",
+            "consents/verify",
+            &me,
+            Some(json!({"request_id": "00", "code": "1", "valid_hours": 0})),
+        ),
+        400,
+        "bad_body",
+    );
+    refused(
+        call(
+            "POST",
+            "consents/verify",
+            &me,
+            Some(json!({"request_id": "00", "code": "1", "valid_hours": 721})),
+        ),
+        400,
+        "bad_body",
+    );
+    assert!(!sms.exists(), "no code was sent");
+    // Audit search: bad time, unknown parameter, bad page.
+    for q in [
+        "audit?from=yesterday",
+        "audit?who=li",
+        "audit?page=0",
+        "audit/proof?height=x&tx_index=0&entry_index=0",
+    ] {
+        let (s, b) = rt.block_on(client.get_signed(q, &admin)).unwrap();
+        assert_eq!(s, 400, "{q}: {b}");
+    }
+    let (s, b) = rt
+        .block_on(client.get_signed("audit/proof?height=999999&tx_index=0&entry_index=0", &admin))
+        .unwrap();
+    assert_eq!((s, code(&b)), (404, "not_found"), "{b}");
+    // A bad session token on a POST is refused before the body is read.
+    refused(
+        call(
+            "POST",
+            "consents/request",
+            &[("authorization", "Bearer nope".into())],
+            Some(json!({})),
+        ),
+        401,
+        "no_session",
+    );
+}
