@@ -22,6 +22,7 @@ pub mod search;
 pub mod security;
 pub mod session;
 pub mod shaping;
+pub mod sync;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -110,4 +111,6 @@ pub struct ApiContext {
     pub replay: auth::ReplayGuard,
     /// Sessions, passwords, SMS codes and the audit queue of this node.
     pub security: security::SecurityRef,
+    /// The node's connectors to department systems (None: it runs none).
+    pub sync: Option<Arc<dyn sync::SyncService>>,
 }

@@ -41,7 +41,7 @@ pub(crate) const RECORD_COLUMNS: &str =
 pub(crate) const RECORD_COLUMN_COUNT: usize = 8;
 
 /// `GET /api/v1/persons/{id}`: the person file.
-#[utoipa::path(get, path = "/api/v1/persons/{id}", params(("id" = String, Path, description = "18-digit national ID")), responses((status = 200, description = "every source's latest record of the person, with provenance"), (status = 400, description = "invalid national ID"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator"), (status = 404, description = "no records")))]
+#[utoipa::path(get, path = "/api/v1/persons/{id}", params(("id" = String, Path, description = "18-digit national ID"), ("fresh" = Option<bool>, Query, description = "refresh the person's records from this node's department systems first (R-SYN-2)"), ("deadline_ms" = Option<u64>, Query, description = "how long the refresh may take, default 3000, at most 30000")), responses((status = 200, description = "every source's latest record of the person, with provenance"), (status = 400, description = "invalid national ID"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator"), (status = 404, description = "no records")))]
 pub async fn person_file(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -50,6 +50,32 @@ pub async fn person_file(
 ) -> Result<Json<Value>, ApiError> {
     let (caller, projection) = reader(&ctx, &headers, &uri)?;
     let id = crate::matters::person(&id)?;
+    let ps = params(&uri, &["fresh", "deadline_ms"])?;
+    let fresh = match param(&ps, "fresh") {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(v) => {
+            return Err(bad_query(
+                "bad_query",
+                format!("fresh={v:?}: true or false"),
+            ))
+        }
+    };
+    let deadline_ms = match param(&ps, "deadline_ms") {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            bad_query(
+                "bad_query",
+                format!("deadline_ms={v:?}: a positive number of ms"),
+            )
+        })?),
+    };
+    // R-SYN-2: refresh from the department systems first, then answer from what is committed.
+    let freshness = if fresh {
+        Some(crate::sync::pull_through(&ctx, id.as_str(), deadline_ms).await)
+    } else {
+        None
+    };
     let records = crate::matters::person_records(projection.pool(), &id).await?;
     let access = caller.decide(
         &ctx,
@@ -75,6 +101,7 @@ pub async fn person_file(
         "person_id": id.as_str(),
         "records": records,
         "projected_height": at.map(|(h, _)| h.0),
+        "freshness": freshness,
     })))
 }
 

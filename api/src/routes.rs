@@ -77,6 +77,9 @@ pub fn router(ctx: ApiContext) -> Router {
             "/api/v1/persons/{id}/accesses",
             get(crate::audit::person_accesses),
         )
+        .route("/api/v1/sync/status", get(crate::sync::status))
+        .route("/api/v1/sync/history", get(crate::sync::history))
+        .route("/api/v1/sync/run", post(crate::sync::run))
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
@@ -121,7 +124,10 @@ pub fn router(ctx: ApiContext) -> Router {
         crate::audit::search,
         crate::audit::export,
         crate::audit::proof,
-        crate::audit::person_accesses
+        crate::audit::person_accesses,
+        crate::sync::status,
+        crate::sync::history,
+        crate::sync::run
     )
 )]
 pub struct ApiDoc;
@@ -156,6 +162,7 @@ async fn status(State(ctx): State<ApiContext>) -> Json<Value> {
         "mempool_txs": ctx.mempool_len.load(Ordering::Relaxed),
         "audit_backlog": crate::audit::backlog(&ctx),
         "audit_entries": audit_entries(&ctx),
+        "sync_unhealthy": ctx.sync.as_ref().map(|s| s.unhealthy()),
     }))
 }
 
@@ -288,7 +295,7 @@ pub(crate) async fn admit(
 }
 
 /// Submits a transaction this node signed itself (consents, audit batches) after a dry run.
-pub(crate) async fn submit_own(
+pub async fn submit_own(
     ctx: &ApiContext,
     tx: SignedTx,
     wait: bool,

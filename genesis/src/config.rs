@@ -35,6 +35,84 @@ pub struct NodeConfig {
     /// Consensus timeouts.
     #[serde(default)]
     pub consensus: ConsensusConfig,
+    /// Connectors to this department's systems, one per data source (R-SYN). Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+/// `[[connectors]]`: how the node pulls one data source from its department system
+/// (DESIGN §5 Connectors). Codec, schedule and window are checked when the node starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// The data source (owned by this node's department).
+    pub source: String,
+    /// Base URL of the department system's API, e.g. `http://10.20.1.5:8080`.
+    pub endpoint: String,
+    /// Bearer token the department system expects. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Payload codec: `plain`, `des:KEYHEX:IVHEX` or `3des:KEYHEX:IVHEX`. Default `plain`.
+    #[serde(default = "defaults::codec")]
+    pub codec: String,
+    /// When scheduled runs start: a 5-field cron expression in local time. Default
+    /// `*/30 * * * *`.
+    #[serde(default = "defaults::schedule")]
+    pub schedule: String,
+    /// The off-hours window scheduled runs stay inside, local time (R-SYN-1). Default
+    /// `22:00-06:00`.
+    #[serde(default = "defaults::window")]
+    pub window: String,
+    /// Local time's offset from UTC in minutes. Default 480 (China Standard Time).
+    #[serde(default = "defaults::utc_offset")]
+    pub utc_offset_minutes: i32,
+    /// Records per fetched page. Default 1000.
+    #[serde(default = "defaults::page")]
+    pub page: usize,
+    /// Records per `SubmitRecords` transaction. Default 1000.
+    #[serde(default = "defaults::page")]
+    pub batch: usize,
+    /// Transactions of this source waiting for commit at once. Default 4.
+    #[serde(default = "defaults::inflight")]
+    pub inflight: usize,
+    /// Timeout of one request to the department system, in ms. Default 10000.
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts per request before a run gives up. Default 8.
+    #[serde(default = "defaults::attempts")]
+    pub attempts: u32,
+    /// First retry delay in ms; it doubles per attempt, with jitter. Default 200.
+    #[serde(default = "defaults::retry_base_ms")]
+    pub retry_base_ms: u64,
+    /// Longest retry delay in ms. Default 10000.
+    #[serde(default = "defaults::retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// Consecutive failed requests after which the source is reported unhealthy. Default 5.
+    #[serde(default = "defaults::unhealthy_after")]
+    pub unhealthy_after: u32,
+}
+
+impl ConnectorConfig {
+    /// A connector for `source` at `endpoint` with every default.
+    pub fn new(source: &str, endpoint: &str) -> Self {
+        Self {
+            source: source.to_string(),
+            endpoint: endpoint.to_string(),
+            token: None,
+            codec: defaults::codec(),
+            schedule: defaults::schedule(),
+            window: defaults::window(),
+            utc_offset_minutes: defaults::utc_offset(),
+            page: defaults::page(),
+            batch: defaults::page(),
+            inflight: defaults::inflight(),
+            timeout_ms: defaults::request_timeout_ms(),
+            attempts: defaults::attempts(),
+            retry_base_ms: defaults::retry_base_ms(),
+            retry_max_ms: defaults::retry_max_ms(),
+            unhealthy_after: defaults::unhealthy_after(),
+        }
+    }
 }
 
 /// `[p2p]`.
@@ -197,6 +275,39 @@ mod defaults {
     pub fn mempool_max_bytes() -> usize {
         256 * 1024 * 1024
     }
+    pub fn codec() -> String {
+        "plain".into()
+    }
+    pub fn schedule() -> String {
+        "*/30 * * * *".into()
+    }
+    pub fn window() -> String {
+        "22:00-06:00".into()
+    }
+    pub fn utc_offset() -> i32 {
+        480
+    }
+    pub fn page() -> usize {
+        1000
+    }
+    pub fn inflight() -> usize {
+        4
+    }
+    pub fn request_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn attempts() -> u32 {
+        8
+    }
+    pub fn retry_base_ms() -> u64 {
+        200
+    }
+    pub fn retry_max_ms() -> u64 {
+        10_000
+    }
+    pub fn unhealthy_after() -> u32 {
+        5
+    }
     pub fn p2p_listen() -> String {
         "/ip4/127.0.0.1/tcp/9701".into()
     }
@@ -281,6 +392,31 @@ impl NodeConfig {
         }
         if self.api.max_body_bytes == 0 {
             return bad("api.max_body_bytes must be positive");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for k in &self.connectors {
+            if !seen.insert(k.source.as_str()) {
+                return bad(&format!("two connectors for source {}", k.source));
+            }
+            let max = govchain_chaincode::records::MAX_RECORDS_PER_BATCH;
+            if k.page == 0 || k.page > 5000 || k.batch == 0 || k.batch > max {
+                return bad(&format!(
+                    "connector {}: page must be 1..=5000 and batch 1..={max}",
+                    k.source
+                ));
+            }
+            if k.inflight == 0 || k.timeout_ms == 0 || k.attempts == 0 || k.unhealthy_after == 0 {
+                return bad(&format!(
+                    "connector {}: inflight, timeout_ms, attempts and unhealthy_after must be positive",
+                    k.source
+                ));
+            }
+            if !(k.endpoint.starts_with("http://") || k.endpoint.starts_with("https://")) {
+                return bad(&format!(
+                    "connector {}: endpoint must be an http(s) URL",
+                    k.source
+                ));
+            }
         }
         Ok(())
     }

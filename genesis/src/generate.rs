@@ -126,6 +126,7 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> Result<GenesisDoc, Genesi
                 observers: Vec::new(),
             },
             consensus: ConsensusConfig::default(),
+            connectors: Vec::new(),
         };
         cfg.write(&dir.join("node.toml"))?;
     }

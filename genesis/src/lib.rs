@@ -12,6 +12,6 @@ pub mod config;
 pub mod doc;
 pub mod generate;
 
-pub use config::NodeConfig;
+pub use config::{ConnectorConfig, NodeConfig};
 pub use doc::{GenesisDoc, GenesisError};
 pub use generate::{generate, GenerateOptions};

@@ -425,6 +425,54 @@ impl Store {
         Ok(out)
     }
 
+    /// Raw puts and deletes in one column family, in one durable batch (the connectors'
+    /// outbox: records and the cursor that fetched them move together).
+    pub fn write_raw(
+        &self,
+        cf: &str,
+        puts: &[(Vec<u8>, Vec<u8>)],
+        deletes: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        let cf = self.cf(cf);
+        for (k, v) in puts {
+            b.put_cf(cf, k, v);
+        }
+        for k in deletes {
+            b.delete_cf(cf, k);
+        }
+        self.write(b)
+    }
+
+    /// At most `limit` entries of a column family whose key starts with `prefix` and which
+    /// `keep` accepts, in key order.
+    pub fn raw_prefix_where(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        limit: usize,
+        mut keep: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<Vec<StateEntry>, StoreError> {
+        let mut out = Vec::new();
+        let it = self.db.iterator_cf(
+            self.cf(cf),
+            IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
+        for r in it {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = r?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if keep(&k, &v) {
+                out.push((k, v));
+            }
+        }
+        Ok(out)
+    }
+
     /// Raw get from any column family.
     pub fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(self.cf(cf), key)?)

@@ -51,6 +51,9 @@ pub enum CodecError {
     /// The PKCS#7 padding does not check: a wrong key or IV, or a damaged payload.
     #[error("bad PKCS#7 padding after decryption (wrong key or IV, or a damaged payload)")]
     BadPadding,
+    /// A codec description that is none of `plain`, `des:KEY:IV`, `3des:KEY:IV`.
+    #[error("codec {0:?} is not plain, des:KEYHEX:IVHEX or 3des:KEYHEX:IVHEX")]
+    BadSpec(String),
     /// A key or IV of the wrong length in a codec description.
     #[error("{what} must be {want} bytes (hex), got {got}")]
     BadKey {
@@ -74,6 +77,28 @@ fn fixed<const N: usize>(what: &'static str, hex_text: &str) -> Result<[u8; N], 
 }
 
 impl Codec {
+    /// A codec from its description in a configuration: `plain`, `des:KEYHEX:IVHEX` (8-byte key
+    /// and IV) or `3des:KEYHEX:IVHEX` (24-byte key, 8-byte IV).
+    pub fn parse(spec: &str) -> Result<Self, CodecError> {
+        let mut parts = spec.trim().splitn(3, ':');
+        let (kind, key, iv) = (parts.next(), parts.next(), parts.next());
+        match (kind, key, iv) {
+            (Some("plain"), None, None) => Ok(Codec::Plain),
+            (Some("des"), Some(k), Some(iv)) => Codec::des(k, iv),
+            (Some("3des"), Some(k), Some(iv)) => Codec::triple_des(k, iv),
+            _ => Err(CodecError::BadSpec(spec.to_string())),
+        }
+    }
+
+    /// The codec's name: `plain`, `des` or `3des` (never the key).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Codec::Plain => "plain",
+            Codec::Des { .. } => "des",
+            Codec::TripleDes { .. } => "3des",
+        }
+    }
+
     /// A DES codec from hex key and IV.
     pub fn des(key_hex: &str, iv_hex: &str) -> Result<Self, CodecError> {
         Ok(Codec::Des {
@@ -145,6 +170,29 @@ mod tests {
 
     fn h(s: &str) -> Vec<u8> {
         hex::decode(s).unwrap()
+    }
+
+    #[test]
+    fn codec_descriptions_parse_and_bad_ones_are_refused() {
+        assert_eq!(Codec::parse("plain").unwrap(), Codec::Plain);
+        let d = Codec::parse("des:133457799BBCDFF1:0000000000000000").unwrap();
+        assert_eq!(d.name(), "des");
+        let t = Codec::parse(&format!("3des:{}:{}", "01".repeat(24), "00".repeat(8))).unwrap();
+        assert_eq!(t.name(), "3des");
+        for bad in ["", "aes:00:00", "des:0011", "plain:00", "rot13"] {
+            assert!(
+                matches!(Codec::parse(bad), Err(CodecError::BadSpec(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            Codec::parse("des:0011:0000000000000000"),
+            Err(CodecError::BadKey {
+                what: "DES key",
+                want: 8,
+                got: 2
+            })
+        );
     }
 
     /// With a zero IV the first CBC block is the block cipher itself, so ECB test vectors

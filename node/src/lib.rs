@@ -4,17 +4,21 @@
 
 pub mod bench;
 pub mod bench_query;
+pub mod bench_sync;
 pub mod catalog_cli;
 pub mod chain;
 pub mod client;
 pub mod cluster;
 pub mod demo;
+pub mod dept_sim;
 pub mod driver;
 pub mod legacy_codec;
 pub mod mempool;
 pub mod net;
+pub mod schedule;
 pub mod server;
 pub mod submit;
+pub mod sync;
 pub mod synth;
 pub mod users_cli;
 pub mod verify;

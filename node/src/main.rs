@@ -57,7 +57,86 @@ enum UsersCmd {
 }
 
 #[derive(Subcommand)]
+enum SyncCmd {
+    /// Every connector of the node: health, cursor, queue, last run.
+    Status {
+        /// The node's API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        url: String,
+        /// Key file of an operator (the system administrator or a department administrator).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Start a run of one source now (outside its schedule).
+    Run {
+        /// The data source.
+        #[arg(long)]
+        source: String,
+        /// The node's API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        url: String,
+        /// Key file of the system administrator or a department administrator.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// The latest runs of one source.
+    History {
+        /// The data source.
+        #[arg(long)]
+        source: String,
+        /// Most runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// The node's API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        url: String,
+        /// Key file of an operator.
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
+    /// Synchronization with department systems: status, a manual run, run history.
+    Sync {
+        #[command(subcommand)]
+        cmd: SyncCmd,
+    },
+    /// Serve simulated department systems over HTTP (paged change feeds, DES/3DES payloads,
+    /// injected faults) for tests, the demo and benchmarks.
+    DeptSim {
+        /// Listen address (port 0: any free port; the chosen address is printed).
+        #[arg(long, default_value = "127.0.0.1:8800")]
+        listen: std::net::SocketAddr,
+        /// Data sources served (catalog ids, comma-separated; default: three of gaj's).
+        #[arg(long, value_delimiter = ',')]
+        sources: Vec<String>,
+        /// A source's codec, SOURCE=plain|des:KEYHEX:IVHEX|3des:KEYHEX:IVHEX (repeatable).
+        #[arg(long)]
+        codec: Vec<String>,
+        /// Records per source.
+        #[arg(long, default_value_t = 1000)]
+        records: u64,
+        /// Population seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Bearer token the simulated systems require (empty: none).
+        #[arg(long, default_value = "")]
+        token: String,
+        /// Probability that a data request gets a fault.
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+        /// Fault kinds: all, or a comma list of 500,timeout,slow,truncated,duplicate.
+        #[arg(long, default_value = "all")]
+        faults: String,
+        /// How long a "timeout" fault hangs, in ms.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+        /// How long a "slow" fault delays, in ms.
+        #[arg(long, default_value_t = 300)]
+        slow_ms: u64,
+    },
     /// Generate keys, genesis.json and one node directory per validator department.
     Genesis {
         /// Departments that run validator nodes (the first N of the catalog).
@@ -269,6 +348,37 @@ enum BenchCmd {
         as_admin: bool,
     },
     /// Signatures, hashing, Merkle roots and synced block commits.
+    /// Records per second from simulated department systems to committed blocks: node 1's
+    /// connectors pull plain, DES and 3DES sources in parallel.
+    Sync {
+        /// Validators.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Data sources pulled in parallel.
+        #[arg(long, default_value_t = 4)]
+        sources: usize,
+        /// Records per source.
+        #[arg(long, default_value_t = 25_000)]
+        records: u64,
+        /// Records per transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Records per page.
+        #[arg(long, default_value_t = 1000)]
+        page: usize,
+        /// Fault probability per request.
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+        /// Node i's API port is base + i.
+        #[arg(long, default_value_t = 19100)]
+        base_port: u16,
+        /// Keep the cluster in this (new) directory.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// Keep a SQL projection on every node.
+        #[arg(long)]
+        projection: bool,
+    },
     Ledger {
         /// Blocks of 1,000 transactions to commit.
         #[arg(long, default_value_t = 100)]
@@ -415,6 +525,35 @@ fn main() -> anyhow::Result<()> {
         } => bench::ledger(blocks)?,
         Cmd::Bench {
             what:
+                BenchCmd::Sync {
+                    nodes,
+                    sources,
+                    records,
+                    batch,
+                    page,
+                    fault_rate,
+                    base_port,
+                    keep,
+                    projection,
+                },
+        } => {
+            let rt = runtime()?;
+            rt.block_on(govchain_node::bench_sync::run(
+                govchain_node::bench_sync::SyncBench {
+                    nodes,
+                    sources,
+                    records,
+                    batch,
+                    page,
+                    fault_rate,
+                    base_port,
+                    keep,
+                    projection,
+                },
+            ))?;
+        }
+        Cmd::Bench {
+            what:
                 BenchCmd::Chain {
                     nodes,
                     txs,
@@ -494,6 +633,78 @@ fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             }
+        }
+        Cmd::Sync { cmd } => {
+            let rt = runtime()?;
+            let (method, path, url, key) = match cmd {
+                SyncCmd::Status { url, key } => ("GET", "sync/status".to_string(), url, key),
+                SyncCmd::Run { source, url, key } => (
+                    "POST",
+                    format!(
+                        "sync/run?source={}",
+                        govchain_node::client::encode_path(&source)
+                    ),
+                    url,
+                    key,
+                ),
+                SyncCmd::History {
+                    source,
+                    limit,
+                    url,
+                    key,
+                } => (
+                    "GET",
+                    format!(
+                        "sync/history?source={}&limit={limit}",
+                        govchain_node::client::encode_path(&source)
+                    ),
+                    url,
+                    key,
+                ),
+            };
+            let key = govchain_ledger::Keypair::read_file(&key)?;
+            let client = govchain_node::client::Client::new(&url)?;
+            let (status, body) = rt.block_on(client.call_signed(method, &path, &key, None))?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            if !(200..300).contains(&status) {
+                anyhow::bail!("the node answered {status}");
+            }
+        }
+        Cmd::DeptSim {
+            listen,
+            sources,
+            codec,
+            records,
+            seed,
+            token,
+            fault_rate,
+            faults,
+            timeout_ms,
+            slow_ms,
+        } => {
+            let codecs = codec
+                .iter()
+                .map(|c| {
+                    c.split_once('=')
+                        .map(|(s, c)| (s.to_string(), c.to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("--codec {c:?}: SOURCE=CODEC"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let rt = runtime()?;
+            rt.block_on(govchain_node::dept_sim::run(
+                govchain_node::dept_sim::SimArgs {
+                    listen,
+                    sources,
+                    codecs,
+                    records,
+                    seed,
+                    token,
+                    fault_rate,
+                    faults,
+                    timeout_ms,
+                    slow_ms,
+                },
+            ))?;
         }
         Cmd::Query { url, key, path } => {
             let rt = runtime()?;

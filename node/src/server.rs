@@ -142,7 +142,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         )),
         Some(store.clone()),
     ));
-    let ctx = ApiContext {
+    let mut ctx = ApiContext {
         chain_id: state.chain_id.clone(),
         department: cfg.department.clone(),
         store,
@@ -154,7 +154,19 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         projection: query_projection,
         replay: Default::default(),
         security,
+        sync: None,
     };
+    // Connectors to the department's systems (R-SYN): scheduled pulls and pull-through.
+    if !cfg.connectors.is_empty() {
+        let connectors = crate::sync::Connectors::start(
+            ctx.clone(),
+            &cfg.connectors,
+            Arc::new(crate::schedule::SystemClock),
+            stop_rx.clone(),
+        )?;
+        tracing::info!(target: "node", connectors = cfg.connectors.len(), "connectors started");
+        ctx.sync = Some(connectors);
+    }
     // Audit entries go on chain in one batch per interval (R-AUD-1): a batch on every new
     // block would itself make the next block, and keep the validators committing
     // back-to-back blocks under load (measured: 22 blocks/s at 3,000 users).

@@ -1,0 +1,235 @@
+//! Synchronization with department systems as the API sees it (R-SYN-1…3): the status and
+//! history of this node's connectors, a manual run, and the pull-through that refreshes a
+//! person's records before a person file is answered. The connectors themselves live in the
+//! node (`govchain-node`); the API reaches them through [`SyncService`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::Json;
+use govchain_chaincode::access::{AuditAction, Role};
+use govchain_ledger::Height;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::access::{audit, authenticate, Caller};
+use crate::catalog::{param, params};
+use crate::{ApiContext, ApiError};
+
+/// Longest deadline a pull-through may ask for.
+pub const MAX_FRESH_DEADLINE_MS: u64 = 30_000;
+/// Deadline of a pull-through that names none.
+pub const DEFAULT_FRESH_DEADLINE_MS: u64 = 3_000;
+
+/// The outcome of a pull-through.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    /// Sources refreshed from their systems in time (their changes are committed).
+    pub refreshed: Vec<String>,
+    /// Sources that could not be refreshed in time, with the reason; their data on chain may
+    /// be older than the department system's.
+    pub stale: Vec<StaleSource>,
+    /// Height that holds the refreshed records (None: nothing changed).
+    pub height: Option<u64>,
+}
+
+/// A source the pull-through could not refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaleSource {
+    /// Data source id.
+    pub source: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A boxed future, for the object-safe [`SyncService`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the node's connectors offer the API.
+pub trait SyncService: Send + Sync + 'static {
+    /// Every connector's status (health, cursor, queue, last run) as JSON.
+    fn status(&self) -> Value;
+    /// The latest runs of `source`, newest first (None: no connector for it).
+    fn history(&self, source: &str, limit: usize) -> Option<Value>;
+    /// Starts a run of `source` now; Err names why not (unknown source, already running).
+    fn trigger(&self, source: &str) -> Result<(), String>;
+    /// Sources whose systems keep failing.
+    fn unhealthy(&self) -> Vec<String>;
+    /// The department owning `source` if this node runs its connector.
+    fn department_of(&self, source: &str) -> Option<String>;
+    /// Refreshes `person`'s records from every source this node connects, commits what
+    /// changed, and reports within `deadline`.
+    fn refresh_person<'a>(
+        &'a self,
+        person: &'a str,
+        deadline: Duration,
+    ) -> BoxFuture<'a, Freshness>;
+}
+
+fn service(ctx: &ApiContext) -> Result<&dyn SyncService, ApiError> {
+    ctx.sync.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_connectors",
+            "this node runs no connectors (no [[connectors]] in node.toml)",
+        )
+    })
+}
+
+/// Operators of synchronization: the system administrator, auditors (read only) and the
+/// administrators of this node's department.
+fn operator(caller: &Caller, ctx: &ApiContext, write: bool) -> bool {
+    let dept_admin = caller
+        .user
+        .as_ref()
+        .is_some_and(|u| u.has(Role::DepartmentAdmin) && u.department == ctx.department);
+    caller.is_system_admin() || dept_admin || (!write && caller.is_auditor())
+}
+
+fn refused(ctx: &ApiContext, caller: &Caller, what: &str) -> ApiError {
+    audit(
+        ctx,
+        caller.entry(AuditAction::Admin(what.to_string()), None, "forbidden"),
+    );
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("{what}: needs the system administrator or this department's administrator"),
+    )
+}
+
+/// `GET /api/v1/sync/status`: every connector of this node.
+#[utoipa::path(get, path = "/api/v1/sync/status", responses((status = 200, description = "per source: health, consecutive failures, last error, cursor, records queued and in flight, last run"), (status = 403, description = "not an operator"), (status = 404, description = "the node runs no connectors")))]
+pub async fn status(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let caller = authenticate(&ctx, &headers, "GET", &uri, b"")?;
+    if !operator(&caller, &ctx, false) {
+        return Err(refused(&ctx, &caller, "sync status"));
+    }
+    let s = service(&ctx)?.status();
+    audit(
+        &ctx,
+        caller.entry(AuditAction::Admin("sync status".into()), None, "ok"),
+    );
+    Ok(Json(s))
+}
+
+/// `source` (required) and `limit` (history: 1..=1000, default 50) of the query.
+fn source_query(uri: &Uri, allowed: &[&str]) -> Result<(String, usize), ApiError> {
+    let ps = params(uri, allowed)?;
+    let source = param(&ps, "source")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("bad_query", "source=ID is required"))?;
+    let limit = match param(&ps, "limit") {
+        None => 50,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_request("bad_query", format!("limit={v:?}: 1-1000")))?,
+    };
+    Ok((source.to_string(), limit))
+}
+
+/// `GET /api/v1/sync/history?source=ID`: the latest runs of one source.
+#[utoipa::path(get, path = "/api/v1/sync/history", params(("source" = String, Query, description = "data source id"), ("limit" = Option<usize>, Query, description = "most runs, default 50")), responses((status = 200, description = "runs, newest first: trigger, start, end, pages, fetched, queued, unchanged, rejected, committed, errors, outcome"), (status = 403, description = "not an operator"), (status = 404, description = "no connector for this source")))]
+pub async fn history(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let caller = authenticate(&ctx, &headers, "GET", &uri, b"")?;
+    if !operator(&caller, &ctx, false) {
+        return Err(refused(&ctx, &caller, "sync history"));
+    }
+    let (source, limit) = source_query(&uri, &["source", "limit"])?;
+    let h = service(&ctx)?.history(&source, limit).ok_or_else(|| {
+        ApiError::not_found(format!("this node has no connector for source {source}"))
+    })?;
+    audit(
+        &ctx,
+        caller.entry(AuditAction::Admin("sync history".into()), None, "ok"),
+    );
+    Ok(Json(h))
+}
+
+/// `POST /api/v1/sync/run?source=ID`: starts a run of one source now (outside its schedule).
+#[utoipa::path(post, path = "/api/v1/sync/run", params(("source" = String, Query, description = "data source id")), responses((status = 202, description = "the run started"), (status = 403, description = "not the system administrator or this department's administrator"), (status = 404, description = "no connector for this source"), (status = 409, description = "a run of this source is in progress")))]
+pub async fn run(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let caller = authenticate(&ctx, &headers, "POST", &uri, b"")?;
+    let (source, _) = source_query(&uri, &["source"])?;
+    let what = format!("sync run {source}");
+    if !operator(&caller, &ctx, true) {
+        return Err(refused(&ctx, &caller, &what));
+    }
+    let svc = service(&ctx)?;
+    if svc.department_of(&source).is_none() {
+        return Err(ApiError::not_found(format!(
+            "this node has no connector for source {source}"
+        )));
+    }
+    let r = svc.trigger(&source);
+    audit(
+        &ctx,
+        caller.entry(
+            AuditAction::Admin(what),
+            None,
+            if r.is_ok() { "ok" } else { "conflict" },
+        ),
+    );
+    match r {
+        Ok(()) => Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"source": source, "started": true})),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, "sync_running", e)),
+    }
+}
+
+/// A pull-through ahead of a person file: refreshes the person's records, then waits (within
+/// the same deadline) until the projection holds the refreshed height.
+pub async fn pull_through(ctx: &ApiContext, person: &str, deadline_ms: Option<u64>) -> Freshness {
+    let deadline_ms = deadline_ms
+        .unwrap_or(DEFAULT_FRESH_DEADLINE_MS)
+        .clamp(1, MAX_FRESH_DEADLINE_MS);
+    let until = tokio::time::Instant::now() + Duration::from_millis(deadline_ms);
+    let Some(svc) = ctx.sync.as_deref() else {
+        return Freshness::default();
+    };
+    let mut f = svc
+        .refresh_person(person, Duration::from_millis(deadline_ms))
+        .await;
+    if let (Some(h), Some(p)) = (f.height, &ctx.projection) {
+        // The file is read from the projection: wait until it has the refreshed block.
+        loop {
+            match p.cursor().await {
+                Ok(Some((at, _))) if at >= Height(h) => break,
+                Err(e) => {
+                    tracing::warn!(target: "api.sync", error = %e, "reading the projection cursor");
+                }
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= until {
+                let refreshed = std::mem::take(&mut f.refreshed);
+                f.stale
+                    .extend(refreshed.into_iter().map(|source| StaleSource {
+                        source,
+                        reason: format!("committed at height {h}, not yet in the SQL projection"),
+                    }));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    f
+}
