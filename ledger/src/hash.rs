@@ -41,6 +41,11 @@ pub enum Domain {
     Request,
     /// The fingerprint of an audited API request (never signed).
     AuditFingerprint,
+    /// A delivered record's content: the connectors' idempotency key part (never signed).
+    RecordContent,
+    /// The digest of a data source's records (key and content hash, in key order), compared
+    /// between a department system and the chain.
+    SyncDigest,
 }
 
 impl Domain {
@@ -62,10 +67,12 @@ impl Domain {
             Domain::Evidence => "govchain/evidence/v1",
             Domain::Request => "govchain/request/v1",
             Domain::AuditFingerprint => "govchain/audit-fingerprint/v1",
+            Domain::RecordContent => "govchain/record-content/v1",
+            Domain::SyncDigest => "govchain/sync-digest/v1",
         }
     }
 
-    const ALL: [Domain; 15] = [
+    const ALL: [Domain; 17] = [
         Domain::TxBody,
         Domain::TxId,
         Domain::Block,
@@ -81,10 +88,12 @@ impl Domain {
         Domain::Evidence,
         Domain::Request,
         Domain::AuditFingerprint,
+        Domain::RecordContent,
+        Domain::SyncDigest,
     ];
 
     fn key(self) -> &'static [u8; 32] {
-        static KEYS: OnceLock<[[u8; 32]; 15]> = OnceLock::new();
+        static KEYS: OnceLock<[[u8; 32]; 17]> = OnceLock::new();
         let keys = KEYS.get_or_init(|| Domain::ALL.map(|d| blake3::derive_key(d.context(), b"")));
         let i = Domain::ALL
             .iter()

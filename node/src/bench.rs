@@ -173,12 +173,12 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Starts a local cluster, submits signed transactions from concurrent clients (each waits for
-/// its commit), and prints committed tx/s, records/s and commit latency p50/p99.
-pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
-    use crate::client::Client;
-    let temp = tempfile::tempdir()?;
-    let dir = match &b.keep {
+/// Where a benchmark builds its cluster: `keep` (which must not exist yet) or `temp`.
+pub fn work_dir(
+    keep: Option<&std::path::Path>,
+    temp: &tempfile::TempDir,
+) -> anyhow::Result<std::path::PathBuf> {
+    match keep {
         Some(d) => {
             anyhow::ensure!(
                 !d.exists(),
@@ -186,10 +186,18 @@ pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
                 d.display()
             );
             std::fs::create_dir_all(d)?;
-            d.clone()
+            Ok(d.to_path_buf())
         }
-        None => temp.path().to_path_buf(),
-    };
+        None => Ok(temp.path().to_path_buf()),
+    }
+}
+
+/// Starts a local cluster, submits signed transactions from concurrent clients (each waits for
+/// its commit), and prints committed tx/s, records/s and commit latency p50/p99.
+pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
+    use crate::client::Client;
+    let temp = tempfile::tempdir()?;
+    let dir = work_dir(b.keep.as_deref(), &temp)?;
     let mut cluster = crate::cluster::LocalCluster::create(&dir, b.nodes, b.base_port, |_, c| {
         if !b.projection {
             c.api.db = Some("off".into());

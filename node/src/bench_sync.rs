@@ -47,18 +47,7 @@ const CODECS: [&str; 3] = [
 /// Runs the benchmark and prints its figures.
 pub async fn run(b: SyncBench) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
-    let dir = match &b.keep {
-        Some(d) => {
-            anyhow::ensure!(
-                !d.exists(),
-                "{} exists; --keep takes a new directory",
-                d.display()
-            );
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => temp.path().to_path_buf(),
-    };
+    let dir = crate::bench::work_dir(b.keep.as_deref(), &temp)?;
     let catalog = govchain_genesis::catalog::default_catalog()?;
     let sources: Vec<SimSource> = catalog
         .sources

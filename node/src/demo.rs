@@ -1,11 +1,60 @@
 //! `govchain demo`: a local cluster of department nodes (separate processes) with sample
 //! residents' records submitted by each department through signed transactions; runs until
-//! Ctrl-C, then stops every node cleanly and runs the auditor's replay on node-1.
+//! Ctrl-C, then stops every node cleanly and runs the auditor's replay on node-1. Node 1 also
+//! connects three of its department's systems, simulated in-process (plain JSON, DES and 3DES
+//! payloads): they sync on a schedule inside the 22:00-06:00 window and once at start.
 
 use std::path::Path;
 
+use govchain_genesis::ConnectorConfig;
+
 use crate::cluster::LocalCluster;
+use crate::dept_sim::{DeptSim, Faults, SimConfig, SimSource};
+use crate::legacy_codec::Codec;
 use crate::submit::SubmitOptions;
+
+/// The department systems node 1 connects: source and codec.
+const DEMO_SYSTEMS: [(&str, &str); 3] = [
+    ("gaj.jzz", "plain"),
+    ("gaj.sfzqf", "des:133457799BBCDFF1:0102030405060708"),
+    (
+        "gaj.hkqy",
+        "3des:0123456789ABCDEFFEDCBA987654321089ABCDEF01234567:1122334455667788",
+    ),
+];
+/// Bearer token of the simulated systems.
+const DEMO_TOKEN: &str = "demo-dept-token";
+
+/// Serves the simulated department systems; returns their base URL.
+async fn start_systems(persons: u64) -> anyhow::Result<(std::sync::Arc<DeptSim>, String)> {
+    let catalog = govchain_genesis::catalog::default_catalog()?;
+    let sources = DEMO_SYSTEMS
+        .iter()
+        .map(|(id, codec)| {
+            let source = catalog
+                .sources
+                .iter()
+                .find(|s| s.id == *id)
+                .ok_or_else(|| anyhow::anyhow!("{id} missing from the catalog"))?
+                .clone();
+            Ok(SimSource {
+                source,
+                codec: Codec::parse(codec)?,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let sim = DeptSim::try_new(SimConfig {
+        sources,
+        records: persons.min(1000),
+        seed: POPULATION_SEED,
+        token: DEMO_TOKEN.into(),
+        faults: Faults::default(),
+    })?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(sim.clone().serve(listener));
+    Ok((sim, url))
+}
 
 /// Seed of the demo's synthetic population: every department's records are about the same
 /// residents, so their files aggregate across departments.
@@ -68,7 +117,22 @@ pub async fn run(
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
-    let mut cluster = LocalCluster::create(dir, departments, base_port, |_, _| {}).await?;
+    let (_systems, systems_url) = start_systems(persons).await?;
+    let mut cluster = LocalCluster::create(dir, departments, base_port, |i, c| {
+        if i == 1 {
+            c.connectors = DEMO_SYSTEMS
+                .iter()
+                .map(|(id, codec)| ConnectorConfig {
+                    codec: codec.to_string(),
+                    token: Some(DEMO_TOKEN.into()),
+                    schedule: "*/10 * * * *".into(),
+                    window: "22:00-06:00".into(),
+                    ..ConnectorConfig::new(id, &systems_url)
+                })
+                .collect();
+        }
+    })
+    .await?;
     println!(
         "{departments} department nodes running; logs in {}/node-*.log",
         dir.display()
@@ -90,6 +154,22 @@ pub async fn run(
         crate::submit::run(&dir.join(format!("node-{i}/node.toml")), &opts).await?;
     }
     add_staff(dir, &cluster.urls[0]).await?;
+    // One sync now, whatever the hour; later ones follow the schedule inside the window.
+    let admin = govchain_ledger::Keypair::read_file(&dir.join("keys/sysadmin.key"))?;
+    let node1 = crate::client::Client::new(&cluster.urls[0])?;
+    for (id, _) in DEMO_SYSTEMS {
+        let path = format!("sync/run?source={id}");
+        let (code, body) = node1.call_signed("POST", &path, &admin, None).await?;
+        anyhow::ensure!(code == 202, "starting the sync of {id}: {code} {body}");
+    }
+    let systems: Vec<String> = DEMO_SYSTEMS
+        .iter()
+        .map(|(id, codec)| format!("{id} ({})", codec.split(':').next().unwrap_or_default()))
+        .collect();
+    println!(
+        "department systems at {systems_url}: node 1 syncs {}",
+        systems.join(", ")
+    );
     println!();
     for url in &cluster.urls {
         let s = crate::client::Client::new(url)?.get_json("status").await?;
@@ -99,6 +179,9 @@ pub async fn run(
         "\nTry:\n  curl -s {0}/api/v1/status\n  curl -s {0}/api/v1/blocks/1\n  \
          govchain query --url {0} --key {1}/keys/sysadmin.key persons/{2}\n  \
          govchain query --url {0} --key {1}/keys/sysadmin.key 'search?q=五一中路'\n  \
+         govchain sync status --url {0} --key {1}/keys/sysadmin.key\n  \
+         govchain sync history --source gaj.sfzqf --url {0} --key {1}/keys/sysadmin.key\n  \
+         govchain query --url {0} --key {1}/keys/sysadmin.key 'persons/{2}?fresh=true'\n  \
          curl -s -X POST -H 'content-type: application/json' -d '{{\"user\":\"{3}\",\"password\":\"{4}\"}}' {0}/api/v1/login\n  \
          curl -s -H 'Authorization: Bearer TOKEN' '{0}/api/v1/records?source=gaj.hjxx&page_size=5'\n\
          Press Ctrl-C to stop the cluster.",
