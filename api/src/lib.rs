@@ -15,6 +15,7 @@ pub mod consent;
 pub mod error;
 pub mod export;
 pub mod matters;
+pub mod metrics;
 pub mod projection;
 pub mod query;
 pub mod routes;

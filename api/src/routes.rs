@@ -77,6 +77,7 @@ pub fn router(ctx: ApiContext) -> Router {
             "/api/v1/persons/{id}/accesses",
             get(crate::audit::person_accesses),
         )
+        .route("/api/v1/metrics", get(crate::metrics::metrics))
         .route("/api/v1/sync/status", get(crate::sync::status))
         .route("/api/v1/sync/history", get(crate::sync::history))
         .route("/api/v1/sync/run", post(crate::sync::run))
@@ -125,6 +126,7 @@ pub fn router(ctx: ApiContext) -> Router {
         crate::audit::export,
         crate::audit::proof,
         crate::audit::person_accesses,
+        crate::metrics::metrics,
         crate::sync::status,
         crate::sync::history,
         crate::sync::run

@@ -360,7 +360,10 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
         c.connectors = vec![
             connector("gaj.jzz", "plain", &url),
             // A system that is down: nothing listens there.
-            connector("gaj.csdj", "plain", "http://127.0.0.1:9"),
+            ConnectorConfig {
+                unhealthy_after: 1,
+                ..connector("gaj.csdj", "plain", "http://127.0.0.1:9")
+            },
         ];
     });
     let mut node = NodeProc::start(&net, 1);
@@ -419,9 +422,34 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
     assert_eq!(stale[0]["source"], "gaj.csdj");
     assert!(!stale[0]["reason"].as_str().unwrap().is_empty());
 
-    // The dead system is reported unhealthy in status (after its failures).
+    // The dead system is reported unhealthy in status and metrics; the live one is healthy.
     let (_, st) = call(&sim.rt, &node.url, &admin, "GET", "status");
-    assert!(st["sync_unhealthy"].is_array(), "{st}");
+    assert_eq!(
+        st["sync_unhealthy"],
+        serde_json::json!(["gaj.csdj"]),
+        "{st}"
+    );
+    let metrics = sim
+        .rt
+        .block_on(async {
+            reqwest::get(format!("{}/api/v1/metrics", node.url))
+                .await?
+                .text()
+                .await
+        })
+        .unwrap();
+    assert!(
+        metrics.contains("govchain_sync_healthy{source=\"gaj.csdj\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("govchain_sync_healthy{source=\"gaj.jzz\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("govchain_sync_committed_total{source=\"gaj.jzz\"} 201"),
+        "{metrics}"
+    );
 
     // Bad requests: clear errors, nothing started.
     let (code, e) = call(&sim.rt, &node.url, &admin, "POST", "sync/run");
