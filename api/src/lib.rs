@@ -114,4 +114,7 @@ pub struct ApiContext {
     pub security: security::SecurityRef,
     /// The node's connectors to department systems (None: it runs none).
     pub sync: Option<Arc<dyn sync::SyncService>>,
+    /// API base URLs of the other departments' nodes, asked to refresh their sources in a
+    /// pull-through.
+    pub sync_peers: Arc<Vec<String>>,
 }

@@ -41,7 +41,7 @@ pub(crate) const RECORD_COLUMNS: &str =
 pub(crate) const RECORD_COLUMN_COUNT: usize = 8;
 
 /// `GET /api/v1/persons/{id}`: the person file.
-#[utoipa::path(get, path = "/api/v1/persons/{id}", params(("id" = String, Path, description = "18-digit national ID"), ("fresh" = Option<bool>, Query, description = "refresh the person's records from this node's department systems first (R-SYN-2)"), ("deadline_ms" = Option<u64>, Query, description = "how long the refresh may take, default 3000, at most 30000")), responses((status = 200, description = "every source's latest record of the person, with provenance"), (status = 400, description = "invalid national ID"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator"), (status = 404, description = "no records")))]
+#[utoipa::path(get, path = "/api/v1/persons/{id}", params(("id" = String, Path, description = "18-digit national ID"), ("fresh" = Option<bool>, Query, description = "refresh the person's records from the department systems first, this node's and (through their nodes) the other departments' (R-SYN-2)"), ("deadline_ms" = Option<u64>, Query, description = "how long the refresh may take, default 3000, at most 30000")), responses((status = 200, description = "every source's latest record of the person, with provenance"), (status = 400, description = "invalid national ID"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator"), (status = 404, description = "no records")))]
 pub async fn person_file(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -61,15 +61,7 @@ pub async fn person_file(
             ))
         }
     };
-    let deadline_ms = match param(&ps, "deadline_ms") {
-        None => None,
-        Some(v) => Some(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            bad_query(
-                "bad_query",
-                format!("deadline_ms={v:?}: a positive number of ms"),
-            )
-        })?),
-    };
+    let deadline_ms = crate::sync::deadline(param(&ps, "deadline_ms"))?;
     // R-SYN-2: refresh from the department systems first, then answer from what is committed.
     let freshness = if fresh {
         Some(crate::sync::pull_through(&ctx, id.as_str(), deadline_ms).await)

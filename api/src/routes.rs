@@ -81,6 +81,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/sync/status", get(crate::sync::status))
         .route("/api/v1/sync/history", get(crate::sync::history))
         .route("/api/v1/sync/run", post(crate::sync::run))
+        .route("/api/v1/sync/pull", post(crate::sync::pull))
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
@@ -129,7 +130,8 @@ pub fn router(ctx: ApiContext) -> Router {
         crate::metrics::metrics,
         crate::sync::status,
         crate::sync::history,
-        crate::sync::run
+        crate::sync::run,
+        crate::sync::pull
     )
 )]
 pub struct ApiDoc;

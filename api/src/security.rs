@@ -192,6 +192,17 @@ impl NodeSigner {
         }
     }
 
+    /// The headers of an API request to another node signed with this node's key.
+    pub fn sign_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        time_ms: u64,
+        body: &[u8],
+    ) -> [(&'static str, String); 3] {
+        crate::auth::sign_request(&self.key, method, path_and_query, time_ms, body)
+    }
+
     /// A signed transaction of `payload`.
     pub fn sign(&self, payload: Vec<u8>, now: TimestampMs) -> SignedTx {
         let nonce = self.next_nonce.fetch_add(1, Ordering::Relaxed);

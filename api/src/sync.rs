@@ -196,21 +196,124 @@ pub async fn run(
     }
 }
 
-/// A pull-through ahead of a person file: refreshes the person's records, then waits (within
-/// the same deadline) until the projection holds the refreshed height.
-pub async fn pull_through(ctx: &ApiContext, person: &str, deadline_ms: Option<u64>) -> Freshness {
-    let deadline_ms = deadline_ms
-        .unwrap_or(DEFAULT_FRESH_DEADLINE_MS)
-        .clamp(1, MAX_FRESH_DEADLINE_MS);
-    let until = tokio::time::Instant::now() + Duration::from_millis(deadline_ms);
-    let Some(svc) = ctx.sync.as_deref() else {
-        return Freshness::default();
+/// `POST /api/v1/sync/pull?person=ID&deadline_ms=N`: another department's node asks this one
+/// to refresh a person's records from this department's systems (its part of a pull-through,
+/// R-SYN-2). Signed with that node's key; answers what was refreshed and at which height.
+#[utoipa::path(post, path = "/api/v1/sync/pull", params(("person" = String, Query, description = "18-digit national ID"), ("deadline_ms" = Option<u64>, Query, description = "default 3000, at most 30000")), responses((status = 200, description = "refreshed and stale sources, and the height holding the refreshed records"), (status = 400, description = "bad person id or deadline"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "not a department node's key")))]
+pub async fn pull(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Freshness>, ApiError> {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let now = crate::routes::now_ms().0;
+    let key = crate::auth::verify_signed(&ctx.replay, &headers, "POST", path, b"", now)?;
+    let asker =
+        match govchain_chaincode::auth::role_of(&ctx.store, &key).map_err(ApiError::internal)? {
+            Some(govchain_chaincode::auth::KeyRole::DepartmentNode(d)) => d,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "only departments' nodes ask for a pull-through",
+                ))
+            }
+        };
+    let ps = params(&uri, &["person", "deadline_ms"])?;
+    let person = crate::matters::person(param(&ps, "person").unwrap_or_default())?;
+    let deadline_ms = deadline(param(&ps, "deadline_ms"))?;
+    tracing::debug!(target: "api.sync", asker = %asker, "pull-through for another department");
+    let f = match ctx.sync.as_deref() {
+        Some(svc) => {
+            svc.refresh_person(person.as_str(), Duration::from_millis(deadline_ms))
+                .await
+        }
+        None => Freshness::default(),
     };
-    let mut f = svc
-        .refresh_person(person, Duration::from_millis(deadline_ms))
-        .await;
+    Ok(Json(f))
+}
+
+/// A `deadline_ms` parameter: 1..=[`MAX_FRESH_DEADLINE_MS`], default
+/// [`DEFAULT_FRESH_DEADLINE_MS`].
+pub fn deadline(v: Option<&str>) -> Result<u64, ApiError> {
+    match v {
+        None => Ok(DEFAULT_FRESH_DEADLINE_MS),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=MAX_FRESH_DEADLINE_MS).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_query",
+                    format!("deadline_ms={v:?}: 1-{MAX_FRESH_DEADLINE_MS} ms"),
+                )
+            }),
+    }
+}
+
+/// Asks another department's node to refresh `person` (its part of the pull-through).
+async fn ask_peer(
+    ctx: &ApiContext,
+    peer: &str,
+    person: &str,
+    deadline_ms: u64,
+) -> Result<Freshness, String> {
+    let signer = ctx
+        .security
+        .signer
+        .as_ref()
+        .ok_or("this node has no signing key")?;
+    let path = format!("/api/v1/sync/pull?person={person}&deadline_ms={deadline_ms}");
+    let now = crate::routes::now_ms().0;
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", peer.trim_end_matches('/')))
+        .timeout(Duration::from_millis(deadline_ms + 500));
+    for (k, v) in signer.sign_request("POST", &path, now, b"") {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("answered {status}"));
+    }
+    resp.json::<Freshness>().await.map_err(|e| e.to_string())
+}
+
+/// A pull-through ahead of a person file: refreshes the person's records from this node's
+/// connectors and, through the other departments' nodes, from theirs; then waits (within the
+/// same deadline) until this node's chain and projection hold every refreshed height.
+pub async fn pull_through(ctx: &ApiContext, person: &str, deadline_ms: u64) -> Freshness {
+    let until = tokio::time::Instant::now() + Duration::from_millis(deadline_ms);
+    let local = async {
+        match ctx.sync.as_deref() {
+            Some(svc) => {
+                svc.refresh_person(person, Duration::from_millis(deadline_ms))
+                    .await
+            }
+            None => Freshness::default(),
+        }
+    };
+    let remote = futures::future::join_all(
+        ctx.sync_peers
+            .iter()
+            .map(|peer| async move { (peer, ask_peer(ctx, peer, person, deadline_ms).await) }),
+    );
+    let (mut f, answers) = tokio::join!(local, remote);
+    for (peer, answer) in answers {
+        match answer {
+            Ok(r) => {
+                f.refreshed.extend(r.refreshed);
+                f.stale.extend(r.stale);
+                f.height = f.height.max(r.height);
+            }
+            Err(reason) => f.stale.push(StaleSource {
+                source: format!("sources of the node at {peer}"),
+                reason,
+            }),
+        }
+    }
     if let (Some(h), Some(p)) = (f.height, &ctx.projection) {
-        // The file is read from the projection: wait until it has the refreshed block.
+        // The file is read from this node's projection: wait until it has the refreshed block.
         loop {
             match p.cursor().await {
                 Ok(Some((at, _))) if at >= Height(h) => break,
@@ -224,12 +327,15 @@ pub async fn pull_through(ctx: &ApiContext, person: &str, deadline_ms: Option<u6
                 f.stale
                     .extend(refreshed.into_iter().map(|source| StaleSource {
                         source,
-                        reason: format!("committed at height {h}, not yet in the SQL projection"),
+                        reason: format!(
+                            "committed at height {h}, not yet in this node's SQL projection"
+                        ),
                     }));
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+    f.refreshed.sort();
     f
 }

@@ -207,6 +207,11 @@ pub struct ApiConfig {
     /// interval while entries are queued). Default 1000.
     #[serde(default = "defaults::audit_interval_ms")]
     pub audit_interval_ms: u64,
+    /// API base URLs of the other departments' nodes: a person file asked for fresh
+    /// (R-SYN-2) asks them to refresh their own sources too, since only a department's node
+    /// may sign its records. Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_peers: Vec<String>,
 }
 
 /// `[chain]`.
@@ -335,6 +340,7 @@ impl Default for ApiConfig {
             session_ttl_s: defaults::session_ttl_s(),
             sms: None,
             audit_interval_ms: defaults::audit_interval_ms(),
+            sync_peers: Vec::new(),
         }
     }
 }
@@ -392,6 +398,11 @@ impl NodeConfig {
         }
         if self.api.max_body_bytes == 0 {
             return bad("api.max_body_bytes must be positive");
+        }
+        for p in &self.api.sync_peers {
+            if !(p.starts_with("http://") || p.starts_with("https://")) {
+                return bad(&format!("api.sync_peers: {p:?} is not an http(s) URL"));
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for k in &self.connectors {

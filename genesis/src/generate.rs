@@ -117,6 +117,10 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> Result<GenesisDoc, Genesi
             data_dir: "data".into(),
             api: ApiConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], port(i, 0)?)),
+                sync_peers: (0..node_keys.len())
+                    .filter(|j| *j != i)
+                    .map(|j| port(j, 0).map(|p| format!("http://127.0.0.1:{p}")))
+                    .collect::<Result<_, _>>()?,
                 ..ApiConfig::default()
             },
             chain: ChainConfig::default(),

@@ -155,6 +155,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         replay: Default::default(),
         security,
         sync: None,
+        sync_peers: Arc::new(cfg.api.sync_peers.clone()),
     };
     // Connectors to the department's systems (R-SYN): scheduled pulls and pull-through.
     if !cfg.connectors.is_empty() {

@@ -380,17 +380,7 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
     // Change one resident's record in the department system.
     let src = net.source("gaj.jzz");
     let person_field = src.person_field.clone().unwrap();
-    let chain = Store::open_read_only(&net.data_dir(1)).unwrap();
-    let (key, old): (String, StoredRecord) = chain
-        .state_iter()
-        .filter_map(|e| e.ok())
-        .find_map(|(k, v)| {
-            let k = String::from_utf8_lossy(&k).into_owned();
-            let key = k.strip_prefix("rec/gaj.jzz/")?.to_string();
-            Some((key, govchain_ledger::codec::decode(&v, 1 << 20).ok()?))
-        })
-        .expect("a synced record");
-    drop(chain);
+    let (key, old) = a_synced_record(&net.data_dir(1), "gaj.jzz");
     let person = old.record.fields[&person_field].clone();
     let new_payload = sim.sim.touch("gaj.jzz", &key).expect("touch");
     assert_ne!(new_payload.as_bytes(), old.record.raw.as_slice());
@@ -535,4 +525,127 @@ fn misconfigured_connectors_are_refused_at_start() {
         assert!(!out.status.success(), "{conn:?} accepted");
         assert!(err.contains(expected), "{conn:?}: {err}");
     }
+}
+
+/// The first synced record of `source` in a node's state: (record key, record).
+fn a_synced_record(data: &std::path::Path, source: &str) -> (String, StoredRecord) {
+    let chain = Store::open_read_only(data).unwrap();
+    let prefix = format!("rec/{source}/");
+    let found = chain
+        .state_iter()
+        .filter_map(|e| e.ok())
+        .find_map(|(k, v)| {
+            let k = String::from_utf8_lossy(&k).into_owned();
+            let key = k.strip_prefix(&prefix)?.to_string();
+            Some((key, govchain_ledger::codec::decode(&v, 1 << 20).ok()?))
+        })
+        .expect("a synced record");
+    found
+}
+
+/// R-SYN-2 across departments: a staff member at 公安's node asks for a resident's file fresh;
+/// the record that 民政's system changed is refreshed by 民政's node (the only one that may sign
+/// it), committed, and is in the answer of 公安's node right after.
+#[test]
+fn pull_through_reaches_other_departments_systems_through_their_nodes() {
+    let net = Net::generate(2);
+    let sim = start_sim(&net, &[("mzj.jhdj", "plain")], 100, no_faults());
+    let url = sim.url.clone();
+    net.tune(2, |c| {
+        fast_timeouts(c);
+        if c.department == "mzj" {
+            c.connectors = vec![connector("mzj.jhdj", "plain", &url)];
+        }
+    });
+    assert_eq!(
+        net.config(1).api.sync_peers.len(),
+        1,
+        "genesis lists the other node's API"
+    );
+    let node1 = NodeProc::start(&net, 1);
+    let mut node2 = NodeProc::start(&net, 2);
+    let admin = net.key("sysadmin");
+    sync_until_done(
+        &sim,
+        &node2,
+        &admin,
+        &["mzj.jhdj"],
+        100,
+        Duration::from_secs(120),
+    );
+    let (key, old) = a_synced_record(&net.data_dir(2), "mzj.jhdj");
+    let person_field = net.source("mzj.jhdj").person_field.unwrap();
+    let person = old.record.fields[&person_field].clone();
+    let new_payload = sim.sim.touch("mzj.jhdj", &key).expect("touch");
+
+    let (code, file) = call(
+        &sim.rt,
+        &node1.url,
+        &admin,
+        "GET",
+        &format!("persons/{person}?fresh=true&deadline_ms=10000"),
+    );
+    assert_eq!(code, 200, "{file}");
+    let mine = file["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == "mzj.jhdj" && r["record_key"] == key.as_str())
+        .unwrap_or_else(|| panic!("record {key} missing: {file:#}"))
+        .clone();
+    let new: serde_json::Value = serde_json::from_str(&new_payload).unwrap();
+    assert_eq!(mine["fields"], new["data"], "{mine:#}");
+    assert_eq!(mine["version"], 2);
+    assert_eq!(
+        file["freshness"]["refreshed"],
+        serde_json::json!(["mzj.jhdj"]),
+        "{file:#}"
+    );
+    assert_eq!(
+        file["freshness"]["stale"],
+        serde_json::json!([]),
+        "{file:#}"
+    );
+
+    // Only departments' nodes may ask a node to pull: the administrator's key is refused, an
+    // unsigned request too, and a bad person id is a clear error.
+    let pull = format!("sync/pull?person={person}");
+    let (code, _) = call(&sim.rt, &node2.url, &admin, "POST", &pull);
+    assert_eq!(code, 403);
+    let unsigned = sim
+        .rt
+        .block_on(async {
+            reqwest::Client::new()
+                .post(format!("{}/api/v1/{pull}", node2.url))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+        .unwrap();
+    assert_eq!(unsigned, 401);
+    let (code, e) = call(
+        &sim.rt,
+        &node2.url,
+        &net.node_key(1),
+        "POST",
+        "sync/pull?person=123",
+    );
+    assert_eq!(code, 400, "{e}");
+
+    // With 民政's node down, the file still answers and names what could not be refreshed.
+    node2.kill9();
+    let (code, file) = call(
+        &sim.rt,
+        &node1.url,
+        &admin,
+        "GET",
+        &format!("persons/{person}?fresh=true&deadline_ms=1000"),
+    );
+    assert_eq!(code, 200, "{file}");
+    let stale = file["freshness"]["stale"].as_array().unwrap();
+    assert_eq!(stale.len(), 1, "{file:#}");
+    assert!(
+        stale[0]["source"].as_str().unwrap().contains(&node2.url),
+        "{file:#}"
+    );
 }
