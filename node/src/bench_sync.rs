@@ -28,6 +28,8 @@ pub struct SyncBench {
     pub batch: usize,
     /// Records per page.
     pub page: usize,
+    /// Transactions per source waiting for commit at once.
+    pub inflight: usize,
     /// Fault probability per request (0: none).
     pub fault_rate: f64,
     /// Node i's API port is base + i.
@@ -111,6 +113,7 @@ pub async fn run(b: SyncBench) -> anyhow::Result<()> {
                     k.window = "00:00-24:00".into();
                     k.batch = b.batch;
                     k.page = b.page;
+                    k.inflight = b.inflight;
                     k.timeout_ms = 2_000;
                     k
                 })
@@ -172,8 +175,8 @@ pub async fn run(b: SyncBench) -> anyhow::Result<()> {
         "committed {committed} of {total} records"
     );
     println!(
-        "bench sync: {} validators, {} sources (plain/DES/3DES), {total} records, batch {}, page {}",
-        b.nodes, b.sources, b.batch, b.page
+        "bench sync: {} validators, {} sources (plain/DES/3DES), {total} records, batch {}, page {}, {} txs in flight per source",
+        b.nodes, b.sources, b.batch, b.page, b.inflight
     );
     println!(
         "  all fetched into the outbox after {:.1} s; all committed after {:.1} s",

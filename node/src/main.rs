@@ -366,6 +366,9 @@ enum BenchCmd {
         /// Records per page.
         #[arg(long, default_value_t = 1000)]
         page: usize,
+        /// Transactions per source waiting for commit at once.
+        #[arg(long, default_value_t = 4)]
+        inflight: usize,
         /// Fault probability per request.
         #[arg(long, default_value_t = 0.0)]
         fault_rate: f64,
@@ -531,6 +534,7 @@ fn main() -> anyhow::Result<()> {
                     records,
                     batch,
                     page,
+                    inflight,
                     fault_rate,
                     base_port,
                     keep,
@@ -545,6 +549,7 @@ fn main() -> anyhow::Result<()> {
                     records,
                     batch,
                     page,
+                    inflight,
                     fault_rate,
                     base_port,
                     keep,

@@ -228,3 +228,42 @@ fn backoff_doubles_with_jitter_and_is_capped() {
         assert!((full / 2..full).contains(&d), "attempt {attempt}: {d} ms");
     }
 }
+
+/// A clock that moves a minute every time it is read.
+struct Ticking(std::sync::atomic::AtomicU64);
+
+impl Clock for Ticking {
+    fn now_ms(&self) -> u64 {
+        self.0.fetch_add(60_000, Ordering::Relaxed)
+    }
+    fn sleep_until(
+        &self,
+        _at_ms: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
+}
+
+/// R-SYN-1: a scheduled run stops fetching when its window closes, keeping its cursor; the
+/// next run goes on from there and nothing is fetched twice or lost.
+#[tokio::test]
+async fn a_run_stops_when_its_window_closes_and_the_next_goes_on() {
+    let (_sim, url) = sim(300, Codec::Plain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut cfg = config(&url, "plain");
+    cfg.page = 50;
+    let clock = Arc::new(Ticking(std::sync::atomic::AtomicU64::new(DAY0)));
+    let conn = Connector::new(cfg, source("gaj.jzz"), store, clock).unwrap();
+    // The clock is read at the start, before each page and after each answered request: a
+    // window closing 5 minutes after the start lets two pages through.
+    let r = conn
+        .run("schedule", Some(DAY0 + 5 * 60_000), None)
+        .await
+        .unwrap();
+    assert_eq!(r.outcome, "window closed", "{r:?}");
+    assert_eq!((r.pages, r.fetched, conn.cursor()), (2, 100, 100), "{r:?}");
+    let r = conn.run("manual", None, None).await.unwrap();
+    assert_eq!((r.outcome.as_str(), r.fetched, r.queued), ("ok", 200, 200));
+    assert_eq!((conn.cursor(), conn.pending()), (300, 300));
+}
