@@ -47,6 +47,16 @@ pub const HISTORY_KEEP: u64 = 200;
 /// Largest stored record or source definition we decode from state.
 const RECORD_LIMIT: usize = 1 << 20;
 
+/// Runs blocking store work (synced RocksDB writes, many reads) without stalling the other
+/// tasks of a multi-threaded runtime's worker (consensus, networking, the API share them).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// The data source `id` as registered on chain.
 pub fn source_on_chain(store: &Store, id: &str) -> anyhow::Result<Option<DataSource>> {
     match store.state_get(&keys::source(id))? {
@@ -739,7 +749,7 @@ impl Connector {
             run.pages += 1;
             // The cursor never moves back (a repeated page may end before it).
             let next = page.next.max(cursor);
-            if let Err(e) = self.ingest(&page.records, Some(next), &mut run) {
+            if let Err(e) = blocking(|| self.ingest(&page.records, Some(next), &mut run)) {
                 run.outcome = "failed".into();
                 run.last_error = Some(format!("outbox: {e}"));
                 break;
@@ -760,7 +770,7 @@ impl Connector {
         run.cursor = cursor;
         run.ended_at = self.clock.now_ms();
         tracing::info!(target: "node.sync", source = %self.cfg.source, outcome = %run.outcome, fetched = run.fetched, queued = run.queued, rejected = run.rejected, committed = run.committed, errors = run.errors, "sync run ended");
-        self.save_run(&run);
+        blocking(|| self.save_run(&run));
         self.running.store(false, Ordering::Release);
         Some(run)
     }

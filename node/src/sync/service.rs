@@ -116,7 +116,7 @@ impl Connectors {
                     false
                 }
             };
-            if let Err(e) = conn.settled(&id, committed) {
+            if let Err(e) = blocking(|| conn.settled(&id, committed)) {
                 tracing::error!(target: "node.sync", source = %conn.id(), error = %e, "outbox");
             }
             if !committed {
@@ -132,7 +132,7 @@ impl Connectors {
     async fn submitter(this: Arc<Self>, conn: Arc<Connector>, mut stop: watch::Receiver<bool>) {
         loop {
             loop {
-                match conn.next_tx(&this.sign(), None, false) {
+                match blocking(|| conn.next_tx(&this.sign(), None, false)) {
                     Ok(Some(tx)) => this.launch(&conn, tx),
                     Ok(None) => break,
                     Err(e) => {
@@ -190,13 +190,13 @@ impl Connectors {
             .fetch(&path, &mut run, Some(until))
             .await
             .map_err(|e| e.to_string())?;
-        conn.ingest(&page.records, None, &mut run)
+        blocking(|| conn.ingest(&page.records, None, &mut run))
             .map_err(|e| format!("outbox: {e}"))?;
         let keys: HashSet<String> = page.records.iter().map(|e| e.key.clone()).collect();
         let mut waited = run.queued > 0;
         loop {
             // Launch what waits and is not in flight yet, ahead of the batch queue.
-            match conn.next_tx(&self.sign(), Some(&keys), true) {
+            match blocking(|| conn.next_tx(&self.sign(), Some(&keys), true)) {
                 Ok(Some(tx)) => {
                     self.launch(conn, tx);
                     continue;
