@@ -819,17 +819,3 @@ fn cli_arguments_pick_default_sources_codecs_and_faults() {
         SimError::BadRate(_)
     ));
 }
-
-/// Timing of the in-memory load at scale: `cargo test -p govchain-node --lib dept_sim -- --ignored`.
-#[test]
-#[ignore = "generates 300,000 records; run by hand to measure"]
-fn generates_100k_records_for_each_of_three_sources() {
-    let sources = ["gaj.hjxx", "gaj.jzz", "gaj.sfzqf"].map(|id| sim_source(id, "plain"));
-    let started = Instant::now();
-    let sim = DeptSim::new(config(sources.to_vec(), 100_000));
-    let took = started.elapsed();
-    for s in &sources {
-        assert_eq!(sim.digest(&s.source.id).map(|d| d.0), Some(100_000));
-    }
-    println!("generated 3 x 100,000 records in {took:?}");
-}
