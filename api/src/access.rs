@@ -189,6 +189,13 @@ impl Access {
         self.allowed.contains(source)
     }
 
+    /// Drops a decision that only checked the caller ahead of the real one (a pull-through
+    /// asks department systems only for callers who may read the person); the later decision
+    /// is the one audited.
+    pub fn discard(mut self) {
+        self.entry = None;
+    }
+
     /// Audits the access with the number of rows returned.
     pub fn done(mut self, results: usize) {
         if let Some(mut e) = self.entry.take() {

@@ -62,13 +62,27 @@ pub async fn person_file(
         }
     };
     let deadline_ms = crate::sync::deadline(param(&ps, "deadline_ms"))?;
-    // R-SYN-2: refresh from the department systems first, then answer from what is committed.
+    let mut records = crate::matters::person_records(projection.pool(), &id).await?;
+    // R-SYN-2: refresh from the department systems first, then answer from what is committed;
+    // only for a caller who may read this person now (R-SEC-5: a refused caller makes no
+    // system work, and the refusal is audited).
     let freshness = if fresh {
-        Some(crate::sync::pull_through(&ctx, id.as_str(), deadline_ms).await)
+        caller
+            .decide(
+                &ctx,
+                Right::Query,
+                crate::matters::sources_of(&records),
+                false,
+                Some(id.as_str()),
+                None,
+            )?
+            .discard();
+        let f = crate::sync::pull_through(&ctx, id.as_str(), deadline_ms).await;
+        records = crate::matters::person_records(projection.pool(), &id).await?;
+        Some(f)
     } else {
         None
     };
-    let records = crate::matters::person_records(projection.pool(), &id).await?;
     let access = caller.decide(
         &ctx,
         Right::Query,

@@ -7,11 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use govchain_chaincode::access::{Role, User};
+use govchain_chaincode::business::PutMode;
 use govchain_chaincode::records::StoredRecord;
 use govchain_chaincode::TxKind;
 use govchain_genesis::ConnectorConfig;
 use govchain_ledger::{Height, Keypair, Store};
-use govchain_node::client::Client;
+use govchain_node::client::{sign_tx, Client};
 use govchain_node::dept_sim::{content_digest, DeptSim, FaultKind, Faults, SimConfig, SimSource};
 use govchain_node::legacy_codec::Codec;
 use govchain_tests::{fast_timeouts, Net, NodeProc};
@@ -439,6 +441,43 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
     assert!(
         metrics.contains("govchain_sync_committed_total{source=\"gaj.jzz\"} 201"),
         "{metrics}"
+    );
+
+    // An approval system's account without the resident's consent gets no pull-through:
+    // refused (and audited) before any department system is asked.
+    let staff = Keypair::generate().unwrap();
+    let users = TxKind::PutUsers {
+        mode: PutMode::Add,
+        users: vec![User {
+            id: "zhao".into(),
+            name: "赵测试".into(),
+            department: "gaj".into(),
+            level: 1,
+            roles: vec![Role::System],
+            disabled: false,
+            key: Some(staff.public()),
+        }],
+    };
+    let tx = sign_tx(&admin, &net.genesis.chain_id, &users);
+    let client = Client::new(&node.url).unwrap();
+    assert_eq!(sim.rt.block_on(client.submit_status(&tx)).unwrap().0, 200);
+    let asked = sim.sim.stats().requests;
+    let (code, e) = call(
+        &sim.rt,
+        &node.url,
+        &staff,
+        "GET",
+        &format!("persons/{person}?fresh=true"),
+    );
+    assert_eq!(
+        (code, govchain_tests::error_code(&e)),
+        (403, "no_consent"),
+        "{e}"
+    );
+    assert_eq!(
+        sim.sim.stats().requests,
+        asked,
+        "a department system was asked for a refused caller"
     );
 
     // Bad requests: clear errors, nothing started.
