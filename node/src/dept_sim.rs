@@ -302,9 +302,8 @@ impl SimConfig {
     }
 }
 
-/// A source is servable when its definition is valid and its record key is text (made unique by
-/// the simulator if the synthetic values repeat) or the person's national ID (unique per
-/// resident).
+/// A source is servable when its definition is valid and its record key is text (a generated
+/// number, distinct per resident) or the person's national ID (unique per resident).
 fn check_source(source: &DataSource) -> Result<(), SimError> {
     let bad = |reason: String| SimError::BadSource {
         id: source.id.clone(),
@@ -489,22 +488,20 @@ struct PageRef<'a> {
 }
 
 impl Records {
-    /// Records of residents `0..count`. A text key that repeats an earlier resident's gets
-    /// `-{index:012}` appended (some catalog sources' synthetic keys take few values).
+    /// Records of residents `0..count` (`synth` gives each a distinct record key).
     fn generate(source: &DataSource, count: u64, seed: u64) -> Records {
         let mut generator = Generator::new(seed);
         let mut records = Records::default();
         let key_field = &source.record_key_field;
         for index in 0..count {
-            let mut record = generator.record_for(source, index);
-            let mut key = record.fields.get(key_field).cloned().unwrap_or_default();
-            let mut payload = String::from_utf8(record.raw)
+            let record = generator.record_for(source, index);
+            let key = record.fields.get(key_field).cloned().unwrap_or_default();
+            let payload = String::from_utf8(record.raw)
                 .expect("invariant: synthetic payloads are serde_json text");
-            if records.by_key.contains_key(&key) {
-                key = format!("{key}-{index:012}");
-                record.fields.insert(key_field.clone(), key.clone());
-                payload = raw_payload(&source.id, &record.fields);
-            }
+            assert!(
+                !records.by_key.contains_key(&key),
+                "invariant: synthetic record keys are distinct per resident"
+            );
             let person = source
                 .person_field
                 .as_ref()

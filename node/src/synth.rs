@@ -254,7 +254,10 @@ pub fn record<R: Rng>(rng: &mut R, source: &DataSource, p: &Person, unique: &str
             continue;
         }
         let is_person = source.person_field.as_deref() == Some(f.name.as_str());
+        let is_key = f.name == source.record_key_field;
         let v = match &f.ty {
+            // The record key is distinct per record, whatever its label says.
+            FieldType::Text if is_key => format!("{}{unique}", f.name.to_uppercase()),
             FieldType::PersonId if is_person => p.id.clone(),
             FieldType::PersonId => person(rng.random(), rng.random_range(0..1_000_000)).id,
             FieldType::Text => text_value(rng, f, p, unique),
@@ -335,6 +338,19 @@ mod tests {
         let years: std::collections::HashSet<&str> =
             people.iter().map(|p| &p.birth_date[..4]).collect();
         assert!(years.len() >= 50, "{} birth years", years.len());
+    }
+
+    #[test]
+    fn record_keys_are_distinct_in_every_catalog_source() {
+        let catalog = govchain_genesis::catalog::default_catalog().unwrap();
+        let mut g = Generator::new(1);
+        for s in &catalog.sources {
+            let keys: std::collections::HashSet<String> = (0..1000)
+                .map(|i| g.record_for(s, i).fields[&s.record_key_field].clone())
+                .collect();
+            // Keyed by the person or by a generated number: one key per resident either way.
+            assert_eq!(keys.len(), 1000, "{}: repeated record keys", s.id);
+        }
     }
 
     #[test]
