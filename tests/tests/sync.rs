@@ -481,44 +481,25 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
     );
 
     // Bad requests: clear errors, nothing started.
-    let (code, e) = call(&sim.rt, &node.url, &admin, "POST", "sync/run");
-    assert_eq!(
-        (code, govchain_tests::error_code(&e)),
-        (400, "bad_query"),
-        "{e}"
-    );
-    let (code, e) = call(
-        &sim.rt,
-        &node.url,
-        &admin,
-        "POST",
-        "sync/run?source=mzj.jhdj",
-    );
-    assert_eq!(code, 404, "{e}");
-    let (code, e) = call(
-        &sim.rt,
-        &node.url,
-        &admin,
-        "GET",
-        "sync/history?source=gaj.jzz&limit=0",
-    );
-    assert_eq!(
-        (code, govchain_tests::error_code(&e)),
-        (400, "bad_query"),
-        "{e}"
-    );
-    let (code, e) = call(
-        &sim.rt,
-        &node.url,
-        &admin,
-        "GET",
-        &format!("persons/{person}?fresh=maybe"),
-    );
-    assert_eq!(
-        (code, govchain_tests::error_code(&e)),
-        (400, "bad_query"),
-        "{e}"
-    );
+    let fresh_maybe = format!("persons/{person}?fresh=maybe");
+    for (method, path, status, code) in [
+        ("POST", "sync/run", 400, "bad_query"),
+        ("POST", "sync/run?source=mzj.jhdj", 404, "not_found"),
+        (
+            "GET",
+            "sync/history?source=gaj.jzz&limit=0",
+            400,
+            "bad_query",
+        ),
+        ("GET", fresh_maybe.as_str(), 400, "bad_query"),
+    ] {
+        let (got, e) = call(&sim.rt, &node.url, &admin, method, path);
+        assert_eq!(
+            (got, govchain_tests::error_code(&e)),
+            (status, code),
+            "{method} {path}: {e}"
+        );
+    }
     // A key that is no operator's (the department's node key is not a user) is refused.
     let (code, _) = call(&sim.rt, &node.url, &net.node_key(1), "GET", "sync/status");
     assert_eq!(code, 403);
