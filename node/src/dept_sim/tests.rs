@@ -1,5 +1,6 @@
 //! Tests of `dept_sim`.
 
+use super::cli::config_from_args;
 use super::*;
 use std::time::Instant;
 
