@@ -192,15 +192,25 @@ impl NodeSigner {
         }
     }
 
-    /// The headers of an API request to another node signed with this node's key.
+    /// The headers of an API request to another node signed with this node's key; a nonce
+    /// keeps two equal requests in one millisecond (two users asking for the same file) from
+    /// looking like a replay.
     pub fn sign_request(
         &self,
         method: &str,
         path_and_query: &str,
         time_ms: u64,
         body: &[u8],
-    ) -> [(&'static str, String); 3] {
-        crate::auth::sign_request(&self.key, method, path_and_query, time_ms, body)
+    ) -> [(&'static str, String); 4] {
+        let nonce = self.next_nonce.fetch_add(1, Ordering::Relaxed).to_string();
+        crate::auth::sign_request_with_nonce(
+            &self.key,
+            method,
+            path_and_query,
+            time_ms,
+            &nonce,
+            body,
+        )
     }
 
     /// A signed transaction of `payload`.
