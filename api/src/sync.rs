@@ -101,6 +101,27 @@ fn refused(ctx: &ApiContext, caller: &Caller, what: &str) -> ApiError {
     )
 }
 
+/// Authenticates an operator's call to `what` (a refusal is audited).
+fn operator_caller(
+    ctx: &ApiContext,
+    headers: &HeaderMap,
+    uri: &Uri,
+    method: &str,
+    what: &str,
+    write: bool,
+) -> Result<Caller, ApiError> {
+    let caller = authenticate(ctx, headers, method, uri, b"")?;
+    if !operator(&caller, ctx, write) {
+        return Err(refused(ctx, &caller, what));
+    }
+    Ok(caller)
+}
+
+/// Audits an operator's call to `what` with its outcome.
+fn audit_call(ctx: &ApiContext, caller: &Caller, what: String, outcome: &str) {
+    audit(ctx, caller.entry(AuditAction::Admin(what), None, outcome));
+}
+
 /// `GET /api/v1/sync/status`: every connector of this node.
 #[utoipa::path(get, path = "/api/v1/sync/status", responses((status = 200, description = "per source: health, consecutive failures, last error, cursor, records queued and in flight, last run"), (status = 403, description = "not an operator"), (status = 404, description = "the node runs no connectors")))]
 pub async fn status(
@@ -108,15 +129,9 @@ pub async fn status(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = authenticate(&ctx, &headers, "GET", &uri, b"")?;
-    if !operator(&caller, &ctx, false) {
-        return Err(refused(&ctx, &caller, "sync status"));
-    }
+    let caller = operator_caller(&ctx, &headers, &uri, "GET", "sync status", false)?;
     let s = service(&ctx)?.status();
-    audit(
-        &ctx,
-        caller.entry(AuditAction::Admin("sync status".into()), None, "ok"),
-    );
+    audit_call(&ctx, &caller, "sync status".into(), "ok");
     Ok(Json(s))
 }
 
@@ -144,18 +159,12 @@ pub async fn history(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = authenticate(&ctx, &headers, "GET", &uri, b"")?;
-    if !operator(&caller, &ctx, false) {
-        return Err(refused(&ctx, &caller, "sync history"));
-    }
+    let caller = operator_caller(&ctx, &headers, &uri, "GET", "sync history", false)?;
     let (source, limit) = source_query(&uri, &["source", "limit"])?;
     let h = service(&ctx)?.history(&source, limit).ok_or_else(|| {
         ApiError::not_found(format!("this node has no connector for source {source}"))
     })?;
-    audit(
-        &ctx,
-        caller.entry(AuditAction::Admin("sync history".into()), None, "ok"),
-    );
+    audit_call(&ctx, &caller, format!("sync history {source}"), "ok");
     Ok(Json(h))
 }
 
@@ -166,12 +175,8 @@ pub async fn run(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let caller = authenticate(&ctx, &headers, "POST", &uri, b"")?;
+    let caller = operator_caller(&ctx, &headers, &uri, "POST", "sync run", true)?;
     let (source, _) = source_query(&uri, &["source"])?;
-    let what = format!("sync run {source}");
-    if !operator(&caller, &ctx, true) {
-        return Err(refused(&ctx, &caller, &what));
-    }
     let svc = service(&ctx)?;
     if svc.department_of(&source).is_none() {
         return Err(ApiError::not_found(format!(
@@ -179,14 +184,8 @@ pub async fn run(
         )));
     }
     let r = svc.trigger(&source);
-    audit(
-        &ctx,
-        caller.entry(
-            AuditAction::Admin(what),
-            None,
-            if r.is_ok() { "ok" } else { "conflict" },
-        ),
-    );
+    let outcome = if r.is_ok() { "ok" } else { "conflict" };
+    audit_call(&ctx, &caller, format!("sync run {source}"), outcome);
     match r {
         Ok(()) => Ok((
             StatusCode::ACCEPTED,
