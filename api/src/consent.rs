@@ -14,7 +14,7 @@ use govchain_chaincode::access::{AuditAction, Consent};
 use govchain_chaincode::business::MatterType;
 use govchain_chaincode::catalog::{DataSource, FieldType};
 use govchain_chaincode::{keys, TxKind};
-use govchain_ledger::{codec, StateView, TimestampMs};
+use govchain_ledger::{StateView, TimestampMs};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -56,12 +56,7 @@ fn state_get<T: serde::de::DeserializeOwned>(
     view: &dyn StateView,
     key: &[u8],
 ) -> Result<Option<T>, ApiError> {
-    match view.get(key).map_err(ApiError::internal)? {
-        None => Ok(None),
-        Some(b) => Ok(Some(
-            codec::decode(&b, codec::MAX_DECODE_BYTES).map_err(ApiError::internal)?,
-        )),
-    }
+    govchain_chaincode::exec::get(view, key).map_err(ApiError::internal)
 }
 
 fn matter_type(ctx: &ApiContext, id: &str) -> Result<MatterType, ApiError> {

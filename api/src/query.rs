@@ -63,34 +63,28 @@ pub async fn person_file(
     };
     let deadline_ms = crate::sync::deadline(param(&ps, "deadline_ms"))?;
     let mut records = crate::matters::person_records(projection.pool(), &id).await?;
+    let decide = |records: &[Value]| {
+        caller.decide(
+            &ctx,
+            Right::Query,
+            crate::matters::sources_of(records),
+            false,
+            Some(id.as_str()),
+            None,
+        )
+    };
     // R-SYN-2: refresh from the department systems first, then answer from what is committed;
     // only for a caller who may read this person now (R-SEC-5: a refused caller makes no
     // system work, and the refusal is audited).
     let freshness = if fresh {
-        caller
-            .decide(
-                &ctx,
-                Right::Query,
-                crate::matters::sources_of(&records),
-                false,
-                Some(id.as_str()),
-                None,
-            )?
-            .discard();
+        decide(&records)?.discard();
         let f = crate::sync::pull_through(&ctx, id.as_str(), deadline_ms).await;
         records = crate::matters::person_records(projection.pool(), &id).await?;
         Some(f)
     } else {
         None
     };
-    let access = caller.decide(
-        &ctx,
-        Right::Query,
-        crate::matters::sources_of(&records),
-        false,
-        Some(id.as_str()),
-        None,
-    )?;
+    let access = decide(&records)?;
     let records: Vec<Value> = records
         .into_iter()
         .filter(|r| access.may_read(r["source"].as_str().unwrap_or_default()))

@@ -85,7 +85,8 @@ pub fn execute_until(
     }
 }
 
-pub(crate) fn get<T: serde::de::DeserializeOwned>(
+/// Reads and decodes the state value at `key` (None when absent).
+pub fn get<T: serde::de::DeserializeOwned>(
     view: &dyn StateView,
     key: &[u8],
 ) -> Result<Option<T>, TxError> {

@@ -59,10 +59,7 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
 
 /// The data source `id` as registered on chain.
 pub fn source_on_chain(store: &Store, id: &str) -> anyhow::Result<Option<DataSource>> {
-    match store.state_get(&keys::source(id))? {
-        None => Ok(None),
-        Some(b) => Ok(Some(codec::decode(&b, RECORD_LIMIT)?)),
-    }
+    Ok(govchain_chaincode::exec::get(store, &keys::source(id))?)
 }
 
 /// One page of a department system's feed.
