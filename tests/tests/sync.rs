@@ -482,6 +482,8 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
 
     // Bad requests: clear errors, nothing started.
     let fresh_maybe = format!("persons/{person}?fresh=maybe");
+    let no_deadline = format!("persons/{person}?fresh=true&deadline_ms=0");
+    let long_deadline = format!("persons/{person}?fresh=true&deadline_ms=30001");
     for (method, path, status, code) in [
         ("POST", "sync/run", 400, "bad_query"),
         ("POST", "sync/run?source=mzj.jhdj", 404, "not_found"),
@@ -492,6 +494,8 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
             "bad_query",
         ),
         ("GET", fresh_maybe.as_str(), 400, "bad_query"),
+        ("GET", no_deadline.as_str(), 400, "bad_query"),
+        ("GET", long_deadline.as_str(), 400, "bad_query"),
     ] {
         let (got, e) = call(&sim.rt, &node.url, &admin, method, path);
         assert_eq!(
