@@ -2,6 +2,8 @@
 //!
 //! Layout: 6-digit administrative region code, 8-digit birth date `YYYYMMDD`, 3-digit sequence
 //! (odd for men, even for women), 1 check character (`0`–`9` or `X`) computed by ISO 7064 MOD 11-2.
+//! The region is a county-level code of a province, or one of the three whole-province codes of
+//! the residence permits of Hong Kong, Macao and Taiwan residents ([`RESIDENCE_PERMIT_REGIONS`]).
 
 use std::fmt;
 
@@ -11,11 +13,16 @@ use serde::{Deserialize, Serialize};
 const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 /// Check character for `sum % 11`.
 const CHECK: [u8; 11] = *b"10X98765432";
-/// Province-level codes in use (GB/T 2260), including Taiwan, Hong Kong and Macao.
-const PROVINCES: [u32; 34] = [
+/// Province-level codes (GB/T 2260) whose county-level codes (the last four digits not all 0)
+/// head resident ID numbers, including Taiwan's.
+const PROVINCES: [u32; 32] = [
     11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52,
-    53, 54, 61, 62, 63, 64, 65, 71, 81, 82,
+    53, 54, 61, 62, 63, 64, 65, 71,
 ];
+/// The whole-province region codes of the residence permits for Hong Kong (810000), Macao
+/// (820000) and Taiwan (830000) residents (港澳台居民居住证, GB 11643 numbers): the only codes
+/// of these three issued, exactly as written here.
+pub const RESIDENCE_PERMIT_REGIONS: [u32; 3] = [810_000, 820_000, 830_000];
 
 /// Why a string is not a valid national ID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,8 +98,8 @@ impl PersonId {
         if !(last.is_ascii_digit() || last == b'X') {
             return Err(PersonIdError::BadCharacter);
         }
-        let province = digits(&b[..2]);
-        if !PROVINCES.contains(&province) || digits(&b[2..6]) == 0 {
+        let county_level = PROVINCES.contains(&digits(&b[..2])) && digits(&b[2..6]) != 0;
+        if !county_level && !RESIDENCE_PERMIT_REGIONS.contains(&digits(&b[..6])) {
             return Err(PersonIdError::BadRegion(s[..6].to_string()));
         }
         let (y, m, d) = (digits(&b[6..10]), digits(&b[10..12]), digits(&b[12..14]));
@@ -214,6 +221,71 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    /// `region` + born 1990-01-01 + sequence `seq`, with its correct check character.
+    fn with_check(region: &str, seq: u32) -> String {
+        let mut s = format!("{region}19900101{seq:03}");
+        s.push(check_char(s.as_bytes()));
+        s
+    }
+
+    /// Issue 15 finding 9: the residence permits of Hong Kong, Macao and Taiwan residents
+    /// (港澳台居民居住证) carry region 810000, 820000 or 830000; they are valid national IDs.
+    #[test]
+    fn finding_9_accepts_hong_kong_macao_and_taiwan_residence_permits() {
+        for region in ["810000", "820000", "830000"] {
+            for seq in [1, 2, 999] {
+                let id = with_check(region, seq);
+                assert_eq!(PersonId::parse(&id).map(|p| p.to_string()), Ok(id.clone()));
+            }
+        }
+        // The check character X is normalised for them too.
+        let x = (1..1000)
+            .map(|seq| with_check("810000", seq))
+            .find(|id| id.ends_with('X'))
+            .unwrap();
+        let lower = x.to_lowercase();
+        assert_eq!(PersonId::parse(&lower).unwrap().as_str(), x);
+    }
+
+    /// Finding 9: a permit number with a wrong check character is still refused.
+    #[test]
+    fn finding_9_refuses_a_residence_permit_with_a_wrong_checksum() {
+        for region in ["810000", "820000", "830000"] {
+            let good = with_check(region, 7);
+            let expected = good.chars().last().unwrap();
+            let wrong = if expected == '0' { '1' } else { '0' };
+            let bad = format!("{}{wrong}", &good[..17]);
+            assert_eq!(
+                PersonId::parse(&bad),
+                Err(PersonIdError::BadChecksum {
+                    got: wrong,
+                    expected
+                }),
+                "{bad}"
+            );
+        }
+    }
+
+    /// Finding 9: only the three whole-province codes are issued — not a city or district
+    /// code under them, not a neighbouring province code.
+    #[test]
+    fn finding_9_refuses_the_codes_next_to_the_residence_permit_regions() {
+        for region in [
+            "810100", "810001", "811000", "819999", "820100", "820001", "830100", "830001",
+            "840000", "800000", "850000", "900000", "910000", "880000",
+        ] {
+            let id = with_check(region, 7);
+            assert_eq!(
+                PersonId::parse(&id),
+                Err(PersonIdError::BadRegion(region.to_string())),
+                "{id}"
+            );
+        }
+        // Mainland codes are unchanged: a real district passes, a whole-province code does not.
+        assert!(PersonId::parse(&with_check("110105", 7)).is_ok());
+        assert!(PersonId::parse(&with_check("110000", 7)).is_err());
     }
 
     #[test]
