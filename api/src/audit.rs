@@ -17,12 +17,13 @@ use axum::response::Response;
 use axum::Json;
 use govchain_chaincode::access::{AuditAction, AuditEntry, MAX_AUDIT_ENTRIES};
 use govchain_chaincode::proof::AuditProof;
-use govchain_chaincode::TxKind;
+use govchain_chaincode::{TxError, TxKind};
 use govchain_ledger::{merkle, Height, SignedTx};
 use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::access::{audit, reader, Caller};
+use crate::audit_queue::MAX_AUDIT_BATCH_BYTES;
 use crate::catalog::{paging, param, params};
 use crate::projection::Projection;
 use crate::query::db_error;
@@ -32,25 +33,53 @@ use crate::{ApiContext, ApiError};
 pub const MAX_AUDIT_EXPORT_ROWS: usize = 10_000;
 
 /// Puts up to one batch of queued entries on chain (signed by this node) and waits for its
-/// block; returns how many were committed. Committed entries leave the outbox; on failure they
-/// go back to the queue for the next block. (A crash between the commit and the outbox clean-up
-/// puts those entries on chain a second time: at least once, never lost.)
+/// block; returns how many were committed. A batch is cut by count and by bytes so it always
+/// fits a transaction ([`crate::audit_queue`]). If the chain refuses the batch, each entry is
+/// tried alone: those refused alone are quarantined with the chain's reason, the rest wait for
+/// the next block. Committed entries leave the outbox; on any other failure they go back to the
+/// queue. (A crash between the commit and the outbox clean-up puts those entries on chain a
+/// second time: at least once, never lost.)
 pub async fn flush(ctx: &ApiContext) -> usize {
     let Some(signer) = &ctx.security.signer else {
         return 0;
     };
-    let queued = ctx.security.take_audit(MAX_AUDIT_ENTRIES);
-    if queued.is_empty() {
+    let queue = &ctx.security.audit;
+    let now = crate::routes::now_ms();
+    let batch = queue.take_batch(now, MAX_AUDIT_ENTRIES, MAX_AUDIT_BATCH_BYTES);
+    if batch.is_empty() {
         return 0;
     }
-    let n = queued.len();
-    let entries: Vec<AuditEntry> = queued.iter().map(|(_, e)| e.clone()).collect();
-    let tx = signer.sign(
-        TxKind::AppendAudit { entries }.encode(),
-        crate::routes::now_ms(),
-    );
+    let n = batch.len();
+    let sign =
+        |entries: Vec<AuditEntry>| signer.sign(TxKind::AppendAudit { entries }.encode(), now);
+    let tx = sign(batch.iter().map(|(_, e)| e.clone()).collect());
+    let tx = match crate::routes::dry_run(ctx, tx).await {
+        Ok(Ok(tx)) => tx,
+        Ok(Err(refused)) => {
+            tracing::warn!(target: "api.audit", error = %refused, entries = n, "the chain refuses the audit batch; trying each entry alone");
+            let mut keep = Vec::with_capacity(n);
+            for (seq, e) in batch {
+                match crate::routes::dry_run(ctx, sign(vec![e.clone()])).await {
+                    // The signer itself is refused: not the entry's fault (a node that is
+                    // not a department's); keep it queued and alert through the log.
+                    Ok(Err(why)) if !matches!(why, TxError::Unauthorized { .. }) => {
+                        queue.quarantine(seq, &e, &why.to_string())
+                    }
+                    _ => keep.push((seq, e)),
+                }
+            }
+            queue.give_back(keep);
+            return 0;
+        }
+        Err(e) => {
+            tracing::warn!(target: "api.audit", error = %e.message, entries = n, "audit batch not checked; retrying");
+            queue.give_back(batch);
+            return 0;
+        }
+    };
     let id = tx.id();
-    let committed = match crate::routes::submit_own(ctx, tx, true).await {
+    let bytes = tx.encode().len();
+    let committed = match crate::routes::admit(ctx, tx, bytes, true).await {
         Ok(Some(_)) => true,
         // Admitted but not committed within the wait: it counts once its block is stored.
         Ok(None) => ctx.store.tx_location(&id).ok().flatten().is_some(),
@@ -60,11 +89,11 @@ pub async fn flush(ctx: &ApiContext) -> usize {
         }
     };
     if committed {
-        let seqs: Vec<u64> = queued.iter().map(|(s, _)| *s).collect();
-        ctx.security.audit_committed(&seqs);
+        let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
+        queue.committed(&seqs);
         n
     } else {
-        ctx.security.return_audit(queued);
+        queue.give_back(batch);
         0
     }
 }
@@ -352,5 +381,5 @@ pub async fn person_accesses(
 
 /// Status of the local audit queue (for `/status`).
 pub fn backlog(ctx: &ApiContext) -> usize {
-    ctx.security.audit_backlog()
+    ctx.security.audit.backlog()
 }

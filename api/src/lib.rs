@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod audit_queue;
 pub mod auth;
 pub mod catalog;
 pub mod consent;

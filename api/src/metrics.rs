@@ -52,6 +52,20 @@ pub fn render(ctx: &ApiContext, sync: Option<&Value>) -> String {
         "Audit entries waiting for the chain.",
         &one(crate::audit::backlog(ctx) as f64),
     );
+    family(
+        &mut out,
+        "govchain_audit_quarantined",
+        "gauge",
+        "Audit entries the chain refused, kept in the node's quarantine (alert when above 0).",
+        &one(ctx.security.audit.quarantined() as f64),
+    );
+    family(
+        &mut out,
+        "govchain_audit_fail_closed",
+        "gauge",
+        "1 while personal-data reads are refused because the audit backlog is over its limit.",
+        &one(f64::from(u8::from(ctx.security.audit.over_limit()))),
+    );
     let sources: &[Value] = sync
         .and_then(|s| s["sources"].as_array())
         .map_or(&[], |v| v.as_slice());

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use govchain_chaincode::exec::execute_tx;
-use govchain_chaincode::{BlockContext, TxKind};
+use govchain_chaincode::{BlockContext, TxError, TxKind};
 use govchain_ledger::state::Overlay;
 use govchain_ledger::{merkle, CodecError, Hash, Height, SignedTx, TimestampMs};
 use serde_json::{json, Value};
@@ -165,6 +165,8 @@ async fn status(State(ctx): State<ApiContext>) -> Json<Value> {
         "app_hash": tip.app_hash,
         "mempool_txs": ctx.mempool_len.load(Ordering::Relaxed),
         "audit_backlog": crate::audit::backlog(&ctx),
+        "audit_quarantined": ctx.security.audit.quarantined(),
+        "audit_fail_closed": ctx.security.audit.over_limit(),
         "audit_entries": audit_entries(&ctx),
         "sync_unhealthy": ctx.sync.as_ref().map(|s| s.unhealthy()),
     }))
@@ -298,15 +300,14 @@ pub(crate) async fn admit(
     }
 }
 
-/// Submits a transaction this node signed itself (consents, audit batches) after a dry run.
-pub async fn submit_own(
+/// Runs `tx` against committed state without writing (the chain's own checks, off the async
+/// workers): the chain's refusal, or the transaction back.
+pub async fn dry_run(
     ctx: &ApiContext,
     tx: SignedTx,
-    wait: bool,
-) -> Result<Option<(Height, u32)>, ApiError> {
-    let bytes = tx.encode().len();
+) -> Result<Result<SignedTx, TxError>, ApiError> {
     let check_ctx = ctx.clone();
-    let tx = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let tip = *check_ctx.tip.borrow();
         let bctx = BlockContext {
             chain_id: check_ctx.chain_id.clone(),
@@ -317,7 +318,17 @@ pub async fn submit_own(
         execute_tx(&mut overlay, &bctx, &tx).map(|()| tx)
     })
     .await
-    .map_err(ApiError::internal)??;
+    .map_err(ApiError::internal)
+}
+
+/// Submits a transaction this node signed itself (consents, audit batches) after a dry run.
+pub async fn submit_own(
+    ctx: &ApiContext,
+    tx: SignedTx,
+    wait: bool,
+) -> Result<Option<(Height, u32)>, ApiError> {
+    let bytes = tx.encode().len();
+    let tx = dry_run(ctx, tx).await??;
     admit(ctx, tx, bytes, wait).await
 }
 

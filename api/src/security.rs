@@ -12,6 +12,8 @@ use std::time::Duration;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use govchain_chaincode::access::AuditEntry;
+
+use crate::audit_queue::AuditQueue;
 use govchain_ledger::store::CF_META;
 use govchain_ledger::{ChainId, Keypair, SignedTx, Store, TimestampMs, TxBody};
 
@@ -243,18 +245,8 @@ pub struct Security {
     failures: Mutex<HashMap<String, (u32, u64)>>,
     codes: Mutex<HashMap<String, PendingCode>>,
     sent: Mutex<Vec<(u64, String, String)>>,
-    /// Entries waiting for the chain, with their outbox sequence numbers.
-    audit: Mutex<Vec<(u64, AuditEntry)>>,
-    /// Where queued entries are kept until committed (None: memory only, in unit tests).
-    outbox: Option<Store>,
-    next_seq: AtomicU64,
-}
-
-/// Prefix of queued audit entries in the store's `outbox` column family.
-const AUDIT_OUTBOX: &[u8] = b"audit/";
-
-fn outbox_key(seq: u64) -> Vec<u8> {
-    [AUDIT_OUTBOX, &seq.to_be_bytes()].concat()
+    /// Audit entries waiting for the chain.
+    pub audit: AuditQueue,
 }
 
 /// Why a code request is refused.
@@ -290,37 +282,25 @@ impl Security {
         signer: Option<NodeSigner>,
         outbox: Option<Store>,
     ) -> Self {
-        let mut queued = Vec::new();
-        if let Some(store) = &outbox {
-            match store.raw_prefix(govchain_ledger::store::CF_OUTBOX, AUDIT_OUTBOX) {
-                Ok(entries) => {
-                    for (k, v) in entries {
-                        let seq = k
-                            .get(AUDIT_OUTBOX.len()..)
-                            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                            .map(u64::from_be_bytes);
-                        let e = govchain_ledger::codec::decode::<AuditEntry>(&v, 1 << 20);
-                        match (seq, e) {
-                            (Some(seq), Ok(e)) => queued.push((seq, e)),
-                            _ => {
-                                tracing::error!(target: "api.audit", "unreadable audit outbox entry skipped")
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(target: "api.audit", error = %e, "reading the audit outbox")
-                }
-            }
-            if !queued.is_empty() {
-                tracing::info!(target: "api.audit", entries = queued.len(), "audit entries from before the restart queued again");
-            }
-        }
-        let next = queued.last().map_or(0, |(s, _)| s + 1);
-        Self {
-            audit: Mutex::new(queued),
+        Self::with_audit_limit(
+            session_ttl,
+            notifier,
+            signer,
             outbox,
-            next_seq: AtomicU64::new(next),
+            crate::audit_queue::DEFAULT_AUDIT_BACKLOG_LIMIT,
+        )
+    }
+
+    /// [`Self::new`] with the audit backlog above which personal-data reads are refused.
+    pub fn with_audit_limit(
+        session_ttl: Duration,
+        notifier: Notifier,
+        signer: Option<NodeSigner>,
+        outbox: Option<Store>,
+        audit_backlog_limit: usize,
+    ) -> Self {
+        Self {
+            audit: AuditQueue::new(outbox, audit_backlog_limit),
             session_ttl,
             notifier,
             signer,
@@ -476,50 +456,9 @@ impl Security {
         Ok(c.clone())
     }
 
-    /// Queues an audit entry for the next block, first writing it to the store's outbox.
+    /// Queues an audit entry for the next block (see [`AuditQueue::push`]).
     pub fn audit(&self, e: AuditEntry) {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        if let Some(store) = &self.outbox {
-            let bytes = govchain_ledger::codec::encode_infallible(&e);
-            if let Err(err) =
-                store.put_raw_unsynced(govchain_ledger::store::CF_OUTBOX, &outbox_key(seq), &bytes)
-            {
-                tracing::error!(target: "api.audit", error = %err, "writing the audit outbox");
-            }
-        }
-        let mut q = lock(&self.audit);
-        // Sequence order, even when two requests race between numbering and queueing.
-        let at = q.partition_point(|(s, _)| *s < seq);
-        q.insert(at, (seq, e));
-    }
-
-    /// Takes up to `n` queued entries (in order), with their sequence numbers.
-    pub fn take_audit(&self, n: usize) -> Vec<(u64, AuditEntry)> {
-        let mut q = lock(&self.audit);
-        let k = q.len().min(n);
-        q.drain(..k).collect()
-    }
-
-    /// Puts entries back at the front (their submission failed).
-    pub fn return_audit(&self, mut entries: Vec<(u64, AuditEntry)>) {
-        let mut q = lock(&self.audit);
-        entries.append(&mut q);
-        *q = entries;
-    }
-
-    /// Forgets committed entries (removes them from the outbox).
-    pub fn audit_committed(&self, seqs: &[u64]) {
-        if let Some(store) = &self.outbox {
-            let keys: Vec<Vec<u8>> = seqs.iter().map(|s| outbox_key(*s)).collect();
-            if let Err(e) = store.delete_raw_unsynced(govchain_ledger::store::CF_OUTBOX, &keys) {
-                tracing::error!(target: "api.audit", error = %e, "clearing the audit outbox");
-            }
-        }
-    }
-
-    /// Entries waiting.
-    pub fn audit_backlog(&self) -> usize {
-        lock(&self.audit).len()
+        self.audit.push(e);
     }
 }
 

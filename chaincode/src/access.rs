@@ -543,19 +543,91 @@ pub struct AuditEntry {
     pub state_height: u64,
 }
 
+/// Most sources named in one audit entry's access request.
+pub const MAX_AUDIT_SOURCES: usize = 256;
+
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+fn clip(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+}
+
 impl AuditEntry {
-    /// Checks sizes.
+    /// Checks sizes: every text field at most [`MAX_AUDIT_TEXT`] bytes, at most
+    /// [`MAX_AUDIT_SOURCES`] sources.
     pub fn validate(&self) -> Result<(), TxError> {
         let long = |s: &str| s.len() > MAX_AUDIT_TEXT;
-        if long(&self.user) || long(&self.department) || long(&self.endpoint) || long(&self.outcome)
+        let long_opt = |s: &Option<String>| s.as_deref().is_some_and(long);
+        if long(&self.user)
+            || long(&self.department)
+            || long(&self.endpoint)
+            || long(&self.outcome)
+            || long_opt(&self.person)
         {
             return Err(invalid("audit", "a text field is too long"));
         }
-        if let AuditAction::Access(r) = &self.action {
-            if r.sources.len() > 256 {
-                return Err(invalid("audit", "more than 256 sources in one entry"));
+        match &self.action {
+            AuditAction::Access(r) => {
+                if r.sources.len() > MAX_AUDIT_SOURCES {
+                    return Err(invalid(
+                        "audit",
+                        format!("more than {MAX_AUDIT_SOURCES} sources in one entry"),
+                    ));
+                }
+                if long_opt(&r.user)
+                    || long_opt(&r.person)
+                    || long_opt(&r.matter)
+                    || long_opt(&r.consent)
+                    || r.sources.iter().any(|s| long(s))
+                {
+                    return Err(invalid("audit", "a text field of the request is too long"));
+                }
             }
+            AuditAction::Admin(what) if long(what) => {
+                return Err(invalid("audit", "the administration text is too long"));
+            }
+            _ => {}
         }
         Ok(())
+    }
+
+    /// The entry cut to the chain's limits (every text field to [`MAX_AUDIT_TEXT`] bytes on a
+    /// character boundary, the sources to [`MAX_AUDIT_SOURCES`]): what a node queues, so that
+    /// no request, however long its path or headers, makes an entry the chain refuses.
+    /// `clamped().validate()` is always `Ok`.
+    pub fn clamped(mut self) -> AuditEntry {
+        let text = |s: &mut String| clip(s, MAX_AUDIT_TEXT);
+        let text_opt = |s: &mut Option<String>| {
+            if let Some(s) = s {
+                clip(s, MAX_AUDIT_TEXT)
+            }
+        };
+        text(&mut self.user);
+        text(&mut self.department);
+        text(&mut self.endpoint);
+        text(&mut self.outcome);
+        text_opt(&mut self.person);
+        match &mut self.action {
+            AuditAction::Access(r) => {
+                r.sources.truncate(MAX_AUDIT_SOURCES);
+                r.sources.iter_mut().for_each(text);
+                text_opt(&mut r.user);
+                text_opt(&mut r.person);
+                text_opt(&mut r.matter);
+                text_opt(&mut r.consent);
+            }
+            AuditAction::Admin(what) => text(what),
+            _ => {}
+        }
+        debug_assert!(
+            self.validate().is_ok(),
+            "invariant: a clamped entry is valid"
+        );
+        self
     }
 }

@@ -708,3 +708,80 @@ fn audit_batches_come_from_department_nodes_and_refer_to_past_state_r_aud_1() {
     );
     assert_eq!(chain.read::<u64>(keys::AUDIT_COUNT), Some(2));
 }
+
+/// Issue 15 finding 2: every text field of an audit entry is refused one byte past the chain's
+/// limit and accepted at it, and [`AuditEntry::clamped`] always makes an entry the chain takes —
+/// so no request (a 1 MB path, a long consent header) can make a batch the chain refuses.
+#[test]
+fn finding_2_every_audit_field_is_limited_and_clamping_always_fits_r_aud_1() {
+    use crate::access::{MAX_AUDIT_SOURCES, MAX_AUDIT_TEXT};
+    type Edit = fn(&mut AuditEntry, String);
+    fn req(e: &mut AuditEntry) -> &mut AccessRequest {
+        match &mut e.action {
+            AuditAction::Access(r) => r,
+            _ => unreachable!("entry() is an access"),
+        }
+    }
+    let edits: [(&str, Edit); 10] = [
+        ("user", |e, s| e.user = s),
+        ("department", |e, s| e.department = s),
+        ("endpoint", |e, s| e.endpoint = s),
+        ("outcome", |e, s| e.outcome = s),
+        ("person", |e, s| e.person = Some(s)),
+        ("request.user", |e, s| req(e).user = Some(s)),
+        ("request.person", |e, s| req(e).person = Some(s)),
+        ("request.matter", |e, s| req(e).matter = Some(s)),
+        ("request.consent", |e, s| req(e).consent = Some(s)),
+        ("request.source", |e, s| req(e).sources.push(s)),
+    ];
+    for (name, edit) in edits {
+        let mut at = entry(1);
+        edit(&mut at, "x".repeat(MAX_AUDIT_TEXT));
+        assert_eq!(at.validate(), Ok(()), "{name} at the limit");
+        let mut over = entry(1);
+        edit(&mut over, "x".repeat(MAX_AUDIT_TEXT + 1));
+        assert!(over.validate().is_err(), "{name} one byte over the limit");
+        assert_eq!(over.clone().clamped().validate(), Ok(()), "{name} clamped");
+        // Multi-byte text is cut on a character boundary.
+        let mut wide = entry(1);
+        edit(&mut wide, "人".repeat(MAX_AUDIT_TEXT));
+        let c = wide.clamped();
+        assert_eq!(c.validate(), Ok(()), "{name} clamped (wide)");
+    }
+    let mut admin = entry(1);
+    admin.action = AuditAction::Admin("y".repeat(MAX_AUDIT_TEXT + 1));
+    assert!(admin.validate().is_err());
+    assert_eq!(admin.clamped().validate(), Ok(()));
+    let mut sources = entry(1);
+    req(&mut sources).sources = vec!["s".into(); MAX_AUDIT_SOURCES];
+    assert_eq!(sources.validate(), Ok(()));
+    req(&mut sources).sources.push("s".into());
+    assert!(sources.validate().is_err());
+    assert_eq!(sources.clamped().validate(), Ok(()));
+    // A clamped entry within the limits is unchanged.
+    assert_eq!(entry(1).clamped(), entry(1));
+}
+
+proptest::proptest! {
+    /// Clamping makes any entry valid, whatever its text (any length, any characters).
+    #[test]
+    fn finding_2_any_clamped_entry_is_valid(
+        texts in proptest::collection::vec(".{0,700}", 10),
+        sources in proptest::collection::vec(".{0,600}", 0..300),
+    ) {
+        let mut e = entry(1);
+        e.user = texts[0].clone();
+        e.department = texts[1].clone();
+        e.endpoint = texts[2].clone();
+        e.outcome = texts[3].clone();
+        e.person = Some(texts[4].clone());
+        if let AuditAction::Access(r) = &mut e.action {
+            r.user = Some(texts[5].clone());
+            r.person = Some(texts[6].clone());
+            r.matter = Some(texts[7].clone());
+            r.consent = Some(texts[8].clone());
+            r.sources = sources;
+        }
+        proptest::prop_assert_eq!(e.clamped().validate(), Ok(()));
+    }
+}

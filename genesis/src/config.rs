@@ -207,6 +207,10 @@ pub struct ApiConfig {
     /// interval while entries are queued). Default 1000.
     #[serde(default = "defaults::audit_interval_ms")]
     pub audit_interval_ms: u64,
+    /// Audit entries waiting for the chain above which the node refuses personal-data reads
+    /// with 503 `audit_backlog` (fail closed: no read it could not audit). Default 50000.
+    #[serde(default = "defaults::audit_backlog_limit")]
+    pub audit_backlog_limit: usize,
     /// API base URLs of the other departments' nodes: a person file asked for fresh
     /// (R-SYN-2) asks them to refresh their own sources too, since only a department's node
     /// may sign its records. Default none.
@@ -264,6 +268,9 @@ mod defaults {
     }
     pub fn audit_interval_ms() -> u64 {
         1000
+    }
+    pub fn audit_backlog_limit() -> usize {
+        50_000
     }
     pub fn max_block_txs() -> usize {
         5_000
@@ -340,6 +347,7 @@ impl Default for ApiConfig {
             session_ttl_s: defaults::session_ttl_s(),
             sms: None,
             audit_interval_ms: defaults::audit_interval_ms(),
+            audit_backlog_limit: defaults::audit_backlog_limit(),
             sync_peers: Vec::new(),
         }
     }

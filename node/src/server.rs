@@ -132,7 +132,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         Some(s) => govchain_api::security::Notifier::parse(s).map_err(anyhow::Error::msg)?,
         None => govchain_api::security::Notifier::File(cfg.data_dir.join("sms-outbox.jsonl")),
     };
-    let security = Arc::new(govchain_api::security::Security::new(
+    let security = Arc::new(govchain_api::security::Security::with_audit_limit(
         Duration::from_secs(cfg.api.session_ttl_s),
         notifier,
         Some(govchain_api::security::NodeSigner::new(
@@ -141,6 +141,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             govchain_api::access::now().0,
         )),
         Some(store.clone()),
+        cfg.api.audit_backlog_limit,
     ));
     let mut ctx = ApiContext {
         chain_id: state.chain_id.clone(),
