@@ -37,33 +37,45 @@ pub struct Caller {
     endpoint: String,
     fingerprint: Hash,
     consent: Option<String>,
+    /// A department node's key (chain-data reads only: never a user, never the system
+    /// administrator).
+    node: Option<String>,
 }
 
 impl Caller {
-    /// The user id ("" for the system administrator's key).
-    pub fn user_id(&self) -> &str {
-        self.user.as_ref().map_or("", |u| u.id.as_str())
+    /// The user id ("" for the system administrator's key, `node:DEPT` for a department
+    /// node's key).
+    pub fn user_id(&self) -> String {
+        match (&self.user, &self.node) {
+            (Some(u), _) => u.id.clone(),
+            (None, Some(d)) => format!("node:{d}"),
+            (None, None) => String::new(),
+        }
     }
 
     /// Whether the caller is the system administrator (key, or a user with that role).
     pub fn is_system_admin(&self) -> bool {
-        self.user
-            .as_ref()
-            .is_none_or(|u| u.has(access::Role::SystemAdmin))
+        self.node.is_none()
+            && self
+                .user
+                .as_ref()
+                .is_none_or(|u| u.has(access::Role::SystemAdmin))
     }
 
     /// Whether the caller may read the audit log.
     pub fn is_auditor(&self) -> bool {
-        self.user
-            .as_ref()
-            .is_none_or(|u| u.has(access::Role::Auditor) || u.has(access::Role::SystemAdmin))
+        self.node.is_none()
+            && self
+                .user
+                .as_ref()
+                .is_none_or(|u| u.has(access::Role::Auditor) || u.has(access::Role::SystemAdmin))
     }
 
     /// An audit entry of this caller's request.
     pub fn entry(&self, action: AuditAction, person: Option<String>, outcome: &str) -> AuditEntry {
         AuditEntry {
             time: crate::routes::now_ms(),
-            user: self.user_id().to_string(),
+            user: self.user_id(),
             department: self.department.clone(),
             action,
             endpoint: self.endpoint.clone(),
@@ -97,6 +109,15 @@ impl Caller {
             consent: self.consent.clone(),
             time: crate::routes::now_ms(),
         };
+        if self.node.is_some() {
+            // A node's key reads chain data only; as a user it would read as the system
+            // administrator (user None).
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a department node's key reads no personal data through the API",
+            ));
+        }
         if ctx.security.audit.over_limit() {
             // Fail closed: no personal data while its audit cannot keep up (counted, not
             // queued, so the refusals do not grow the backlog).
@@ -397,6 +418,59 @@ pub fn authenticate(
         endpoint,
         fingerprint: fp,
         consent,
+        node: None,
+    })
+}
+
+/// Who reads chain data (`/txs`, `/blocks`).
+#[derive(Debug)]
+pub enum ChainReader {
+    /// No credentials: hashes, kinds and proofs only, not audited (nothing personal is shown).
+    Anonymous,
+    /// An authenticated caller whose role may not see payloads: hashes, kinds and proofs.
+    Redacted(Caller),
+    /// A department node, an auditor or a system administrator: payloads too (audited).
+    Full(Caller),
+}
+
+/// Identifies a reader of chain data: a department node's key, or any caller
+/// [`authenticate`] accepts; no credentials at all is an anonymous reader. Credentials that
+/// are present but wrong are refused (401/403), never downgraded.
+pub fn chain_reader(
+    ctx: &ApiContext,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<ChainReader, ApiError> {
+    let signed = headers.get(crate::auth::KEY_HEADER);
+    if signed.is_none() && bearer(headers).is_none() {
+        return Ok(ChainReader::Anonymous);
+    }
+    // A department node's key is no user's: checked here, before `authenticate` (which
+    // accepts only users' and the system administrator's keys).
+    let node = signed
+        .and_then(|v| v.to_str().ok())
+        .and_then(|k| PublicKey::from_hex(k).ok())
+        .map(|k| role_of(&ctx.store, &k))
+        .transpose()
+        .map_err(ApiError::internal)?;
+    if let Some(Some(KeyRole::DepartmentNode(dept))) = node {
+        let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        let key = crate::auth::verify_signed(&ctx.replay, headers, "GET", path, b"", now().0)?;
+        return Ok(ChainReader::Full(Caller {
+            user: None,
+            key: Some(key),
+            department: dept.clone(),
+            endpoint: format!("GET {}", uri.path()),
+            fingerprint: fingerprint("GET", path, b""),
+            consent: None,
+            node: Some(dept),
+        }));
+    }
+    let caller = authenticate(ctx, headers, "GET", uri, b"")?;
+    Ok(if caller.is_auditor() {
+        ChainReader::Full(caller)
+    } else {
+        ChainReader::Redacted(caller)
     })
 }
 

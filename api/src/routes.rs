@@ -8,10 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use govchain_chaincode::access::AuditAction;
 use govchain_chaincode::exec::execute_tx;
 use govchain_chaincode::{BlockContext, TxError, TxKind};
 use govchain_ledger::state::Overlay;
@@ -19,6 +20,7 @@ use govchain_ledger::{merkle, CodecError, Hash, Height, SignedTx, TimestampMs};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::access::{chain_reader, ChainReader};
 use crate::{ApiContext, ApiError, CommitNotice, Submission};
 
 /// The API router.
@@ -338,11 +340,33 @@ fn kind_name(tx: &SignedTx) -> &'static str {
         .unwrap_or("unknown")
 }
 
-#[utoipa::path(get, path = "/api/v1/txs/{id}", params(("id" = String, Path, description = "transaction id, 64 hex digits")), responses((status = 200, description = "the transaction, its block, Merkle inclusion proof and commit certificate"), (status = 404, description = "not committed")))]
+/// Audits a chain-data read of a caller who may see payloads; whether payloads are shown.
+fn chain_read(ctx: &ApiContext, reader: &ChainReader, results: usize) -> bool {
+    match reader {
+        ChainReader::Full(c) => {
+            let mut e = c.entry(AuditAction::ChainRead, None, "ok");
+            e.results = results as u64;
+            crate::access::audit(ctx, e);
+            true
+        }
+        ChainReader::Redacted(c) => {
+            let mut e = c.entry(AuditAction::ChainRead, None, "redacted");
+            e.results = results as u64;
+            crate::access::audit(ctx, e);
+            false
+        }
+        ChainReader::Anonymous => false,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/txs/{id}", params(("id" = String, Path, description = "transaction id, 64 hex digits")), responses((status = 200, description = "the transaction's block, position, kind, signer, Merkle inclusion proof and commit certificate; the signed transaction itself (`tx`, hex) only for a department node, an auditor or a system administrator (audited)"), (status = 400, description = "not a transaction id"), (status = 401, description = "credentials present but not valid"), (status = 403, description = "a key that is not registered"), (status = 404, description = "not committed")))]
 async fn get_tx(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
+    let reader = chain_reader(&ctx, &headers, &uri)?;
     let id = Hash::from_hex(&id)
         .map_err(|_| ApiError::bad_request("bad_tx_id", "a transaction id is 64 hex digits"))?;
     let loc = ctx
@@ -360,7 +384,7 @@ async fn get_tx(
     let proof = merkle::prove(&ids, loc.index as usize)
         .ok_or_else(|| ApiError::internal("tx index out of range"))?;
     let tx = &block.txs[loc.index as usize];
-    Ok(Json(json!({
+    let mut answer = json!({
         "id": id,
         "height": loc.height,
         "index": loc.index,
@@ -370,18 +394,25 @@ async fn get_tx(
         "signer": tx.body.signer,
         "nonce": tx.body.nonce,
         "created_at": tx.body.created_at,
-        "tx": hex::encode(tx.encode()),
+        "bytes": tx.encode().len(),
         "proof": proof,
         "header": block.header,
         "commit": commit,
-    })))
+    });
+    if chain_read(&ctx, &reader, 1) {
+        answer["tx"] = json!(hex::encode(tx.encode()));
+    }
+    Ok(Json(answer))
 }
 
-#[utoipa::path(get, path = "/api/v1/blocks/{height}", params(("height" = u64, Path, description = "block height")), responses((status = 200, description = "header, transactions and commit certificate"), (status = 404, description = "no such block")))]
+#[utoipa::path(get, path = "/api/v1/blocks/{height}", params(("height" = u64, Path, description = "block height")), responses((status = 200, description = "header, each transaction's id, kind, signer, nonce and size, and the commit certificate; the signed transactions themselves (`tx`, hex, per transaction) only for a department node, an auditor or a system administrator (audited)"), (status = 400, description = "not a height"), (status = 401, description = "credentials present but not valid"), (status = 403, description = "a key that is not registered"), (status = 404, description = "no such block")))]
 async fn get_block(
     State(ctx): State<ApiContext>,
     Path(height): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
+    let reader = chain_reader(&ctx, &headers, &uri)?;
     let h: u64 = height
         .parse()
         .map_err(|_| ApiError::bad_request("bad_height", "height is a non-negative integer"))?;
@@ -391,17 +422,23 @@ async fn get_block(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no block at height {h}")))?;
     let commit = ctx.store.commit(Height(h)).map_err(ApiError::internal)?;
+    let full = chain_read(&ctx, &reader, block.txs.len());
     let txs: Vec<Value> = block
         .txs
         .iter()
         .map(|t| {
-            json!({
+            let bytes = t.encode();
+            let mut v = json!({
                 "id": t.id(),
                 "kind": kind_name(t),
                 "signer": t.body.signer,
                 "nonce": t.body.nonce,
-                "bytes": t.encode().len(),
-            })
+                "bytes": bytes.len(),
+            });
+            if full {
+                v["tx"] = json!(hex::encode(&bytes));
+            }
+            v
         })
         .collect();
     Ok(Json(json!({

@@ -496,6 +496,8 @@ pub enum AuditAction {
     Admin(String),
     /// A read of the audit log itself.
     AuditRead,
+    /// A read of chain data (`/txs`, `/blocks`) by a caller who may see payloads.
+    ChainRead,
 }
 
 impl AuditAction {
@@ -512,6 +514,7 @@ impl AuditAction {
             AuditAction::ConsentVerified => "consent_verify",
             AuditAction::Admin(_) => "admin",
             AuditAction::AuditRead => "audit_read",
+            AuditAction::ChainRead => "chain_read",
         }
     }
 }
