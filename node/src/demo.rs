@@ -62,10 +62,12 @@ const POPULATION_SEED: u64 = 1;
 
 /// A staff member of 公安 (node 1's department) to log in with.
 const DEMO_USER: &str = "demo.gaj";
+/// An auditor of 公安, who reads the audit log and chain data.
+const DEMO_AUDITOR: &str = "demo.audit";
 /// Their password (set on node 1 only: passwords never leave the node).
 const DEMO_PASSWORD: &str = "Demo-2026";
 
-/// Registers the demo's staff member on chain and sets the password on node 1.
+/// Registers the demo's staff member and auditor on chain and sets their passwords on node 1.
 async fn add_staff(dir: &Path, url: &str) -> anyhow::Result<()> {
     use govchain_chaincode::access::{Role, User};
     use govchain_chaincode::business::PutMode;
@@ -73,12 +75,12 @@ async fn add_staff(dir: &Path, url: &str) -> anyhow::Result<()> {
     let doc = govchain_genesis::GenesisDoc::read(&dir.join("genesis.json"))?;
     let admin = govchain_ledger::Keypair::read_file(&dir.join("keys/sysadmin.key"))?;
     let client = crate::client::Client::new(url)?;
-    let user = User {
-        id: DEMO_USER.into(),
-        name: "演示用户".into(),
+    let user = |id: &str, name: &str, role: Role| User {
+        id: id.into(),
+        name: name.into(),
         department: "gaj".into(),
         level: 3,
-        roles: vec![Role::Staff],
+        roles: vec![role],
         disabled: false,
         key: None,
     };
@@ -87,20 +89,20 @@ async fn add_staff(dir: &Path, url: &str) -> anyhow::Result<()> {
         &doc.chain_id,
         &TxKind::PutUsers {
             mode: PutMode::Add,
-            users: vec![user],
+            users: vec![
+                user(DEMO_USER, "演示用户", Role::Staff),
+                user(DEMO_AUDITOR, "演示审计员", Role::Auditor),
+            ],
         },
     );
     client.submit(&tx, true).await?;
     let body = serde_json::json!({"password": DEMO_PASSWORD});
-    let (s, r) = client
-        .call_signed(
-            "PUT",
-            &format!("users/{DEMO_USER}/password"),
-            &admin,
-            Some(&body),
-        )
-        .await?;
-    anyhow::ensure!(s == 200, "setting the demo password: {s} {r}");
+    for id in [DEMO_USER, DEMO_AUDITOR] {
+        let (s, r) = client
+            .call_signed("PUT", &format!("users/{id}/password"), &admin, Some(&body))
+            .await?;
+        anyhow::ensure!(s == 200, "setting the demo password of {id}: {s} {r}");
+    }
     Ok(())
 }
 
@@ -183,13 +185,15 @@ pub async fn run(
          govchain sync history --source gaj.sfzqf --url {0} --key {1}/keys/sysadmin.key\n  \
          govchain query --url {0} --key {1}/keys/sysadmin.key 'persons/{2}?fresh=true'\n  \
          curl -s -X POST -H 'content-type: application/json' -d '{{\"user\":\"{3}\",\"password\":\"{4}\"}}' {0}/api/v1/login\n  \
-         curl -s -H 'Authorization: Bearer TOKEN' '{0}/api/v1/records?source=gaj.hjxx&page_size=5'\n\
+         curl -s -H 'Authorization: Bearer TOKEN' '{0}/api/v1/records?source=gaj.hjxx&page_size=5'\n  \
+         (the auditor {5}, same password: GET /api/v1/audit, /api/v1/txs/ID with the transaction)\n\
          Press Ctrl-C to stop the cluster.",
         cluster.urls[0],
         dir.display(),
         crate::synth::person(POPULATION_SEED, 0).id,
         DEMO_USER,
-        DEMO_PASSWORD
+        DEMO_PASSWORD,
+        DEMO_AUDITOR
     );
     crate::server::wait_for_signal().await;
     cluster.stop();
