@@ -1,10 +1,10 @@
 //! Resident consent by SMS code (R-SEC-5): `POST /api/v1/consents/request` sends a 6-digit code
-//! to the phone on the person's file; `POST /api/v1/consents/verify` checks it and puts the
-//! consent on chain (signed by this node), answering its id once committed. Codes are kept
-//! hashed, expire after 5 minutes, allow 5 attempts and are rate-limited per person and per user
-//! ([`crate::security`]).
-
-use std::collections::HashMap;
+//! to the person's phone number in the one source configured as authoritative for it
+//! (`api.consent_phone_source`, the household registry; never another source), in a text that
+//! names the department, the matter and the validity; `POST /api/v1/consents/verify` checks it
+//! and puts the consent on chain (signed by this node), answering its id once committed. Codes
+//! are kept hashed, expire after 5 minutes, allow 5 attempts and are rate-limited per person
+//! and per user ([`crate::security`]); the limits are counted before anything is looked up.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,14 +12,16 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Json;
 use govchain_chaincode::access::{AuditAction, Consent};
 use govchain_chaincode::business::MatterType;
-use govchain_chaincode::catalog::{DataSource, FieldType};
+use govchain_chaincode::catalog::{DataSource, Department, FieldType};
+use govchain_chaincode::person::PersonId;
 use govchain_chaincode::{keys, TxKind};
 use govchain_ledger::{StateView, TimestampMs};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::access::{audit, authenticate, Caller};
-use crate::security::{CodeError, PendingCode, RateLimited};
+use crate::query::{db_error, record_json, RECORD_COLUMNS};
+use crate::security::{consent_sms, CodeError, PendingCode, RateLimited};
 use crate::session::json_body;
 use crate::{ApiContext, ApiError};
 
@@ -27,6 +29,8 @@ use crate::{ApiContext, ApiError};
 pub const DEFAULT_CONSENT_HOURS: u64 = 24;
 /// Longest consent, in hours (30 days).
 pub const MAX_CONSENT_HOURS: u64 = 720;
+/// Records of the phone source read for one person (its record key is normally the person).
+const MAX_PHONE_RECORDS: usize = 16;
 
 /// Body of `POST /api/v1/consents/request`.
 #[derive(Debug, Deserialize)]
@@ -69,30 +73,69 @@ fn matter_type(ctx: &ApiContext, id: &str) -> Result<MatterType, ApiError> {
     })
 }
 
-/// The first phone number on the person's file (a `phone` field of any source).
-async fn phone_of(ctx: &ApiContext, person: &str) -> Result<Option<String>, ApiError> {
-    let Some(p) = &ctx.projection else {
-        return Ok(None);
+/// The person's phone number in the source configured for it (`api.consent_phone_source`,
+/// the household registry by default): the first non-empty value of that source's first
+/// `phone` field over the person's records there. Never another source: a number some other
+/// department keeps is not the resident's authoritative contact (R-SEC-5).
+async fn phone_of(ctx: &ApiContext, person: &PersonId) -> Result<String, ApiError> {
+    let source_id: &str = &ctx.consent_phone_source;
+    let unavailable = |message: String| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_phone_source", message)
     };
-    let id = crate::matters::person(person)?;
-    let records = crate::matters::person_records(p.pool(), &id).await?;
-    let mut defs: HashMap<String, Option<DataSource>> = HashMap::new();
-    for r in &records {
-        let sid = r["source"].as_str().unwrap_or_default().to_string();
-        if !defs.contains_key(&sid) {
-            let d = state_get::<DataSource>(&ctx.store, &keys::source(&sid))?;
-            defs.insert(sid.clone(), d);
-        }
-        let Some(Some(def)) = defs.get(&sid) else {
-            continue;
-        };
-        for f in def.fields.iter().filter(|f| f.ty == FieldType::Phone) {
-            if let Some(v) = r["fields"][&f.name].as_str().filter(|v| !v.is_empty()) {
-                return Ok(Some(v.to_string()));
-            }
+    let def = state_get::<DataSource>(&ctx.store, &keys::source(source_id))?.ok_or_else(|| {
+        unavailable(format!(
+            "api.consent_phone_source {source_id:?} is not a data source on chain"
+        ))
+    })?;
+    let field = def
+        .fields
+        .iter()
+        .find(|f| f.ty == FieldType::Phone)
+        .ok_or_else(|| {
+            unavailable(format!(
+                "api.consent_phone_source {source_id:?} has no phone field"
+            ))
+        })?;
+    let projection = ctx.projection.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_projection",
+            "this node keeps no SQL projection (api.db = \"off\") to find the phone number in",
+        )
+    })?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {RECORD_COLUMNS} FROM records WHERE person_id = ? AND source = ? \
+         ORDER BY record_key LIMIT {MAX_PHONE_RECORDS}"
+    )))
+    .bind(person.as_str().to_string())
+    .bind(source_id.to_string())
+    .fetch_all(projection.pool())
+    .await
+    .map_err(db_error)?;
+    for row in &rows {
+        let r = record_json(row)?;
+        if let Some(v) = r["fields"][&field.name]
+            .as_str()
+            .filter(|v| !v.trim().is_empty())
+        {
+            return Ok(v.to_string());
         }
     }
-    Ok(None)
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "no_phone",
+        format!(
+            "{} ({source_id}) has no phone number for this person: record it there first; \
+             no other source is used",
+            def.name
+        ),
+    ))
+}
+
+/// The display name of department `id` (its id if it has none on chain).
+fn department_name(ctx: &ApiContext, id: &str) -> Result<String, ApiError> {
+    Ok(state_get::<Department>(&ctx.store, &keys::department(id))?
+        .map_or_else(|| id.to_string(), |d| d.name))
 }
 
 fn needs_user(caller: &Caller) -> Result<String, ApiError> {
@@ -106,7 +149,7 @@ fn needs_user(caller: &Caller) -> Result<String, ApiError> {
 }
 
 /// `POST /api/v1/consents/request`: sends a code to the person's phone.
-#[utoipa::path(post, path = "/api/v1/consents/request", request_body(content = String, content_type = "application/json", description = "{\"person\", \"matter\", \"purpose\"}"), responses((status = 200, description = "{request_id, expires_at, phone (masked)}"), (status = 400, description = "bad_person_id, bad_body"), (status = 404, description = "unknown_matter"), (status = 409, description = "no_phone"), (status = 429, description = "rate_limited"), (status = 502, description = "sms_failed")))]
+#[utoipa::path(post, path = "/api/v1/consents/request", request_body(content = String, content_type = "application/json", description = "{\"person\", \"matter\", \"purpose\"}"), responses((status = 200, description = "{request_id, expires_at, phone (masked)}"), (status = 400, description = "bad_person_id, bad_body"), (status = 404, description = "unknown_matter"), (status = 409, description = "no_phone: the phone source (api.consent_phone_source) has no number for the person"), (status = 429, description = "rate_limited"), (status = 502, description = "sms_failed"), (status = 503, description = "no_phone_source, no_projection")))]
 pub async fn request_code(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -117,7 +160,8 @@ pub async fn request_code(
     let user = needs_user(&caller)?;
     let r: CodeRequest = json_body(&body)?;
     let person = crate::matters::person(&r.person)?;
-    matter_type(&ctx, &r.matter)?;
+    let matter = matter_type(&ctx, &r.matter)?;
+    let department = department_name(&ctx, &caller.department)?;
     let n = r.purpose.chars().count();
     if r.purpose.trim().is_empty() || n > govchain_chaincode::access::MAX_PURPOSE_CHARS {
         return Err(ApiError::bad_request(
@@ -136,13 +180,21 @@ pub async fn request_code(
         );
         e
     };
-    let phone = phone_of(&ctx, person.as_str()).await?.ok_or_else(|| {
-        refuse(ApiError::new(
-            StatusCode::CONFLICT,
-            "no_phone",
-            "no phone number on this person's file to send a code to",
-        ))
-    })?;
+    let now = crate::routes::now_ms().0;
+    // The limits come first: a refused request looks nothing up.
+    ctx.security
+        .reserve_code(person.as_str(), &user, now)
+        .map_err(|l| {
+            refuse(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                match l {
+                    RateLimited::Person => "too many codes for this person this hour",
+                    RateLimited::User => "too many codes requested by this user this hour",
+                },
+            ))
+        })?;
+    let phone = phone_of(&ctx, &person).await.map_err(refuse)?;
     let tail: String = phone
         .chars()
         .rev()
@@ -151,7 +203,6 @@ pub async fn request_code(
         .into_iter()
         .rev()
         .collect();
-    let now = crate::routes::now_ms().0;
     let pending = PendingCode {
         hash: [0; 32],
         person: person.as_str().to_string(),
@@ -163,19 +214,11 @@ pub async fn request_code(
         attempts: 0,
         used: false,
     };
-    let (request_id, code) = ctx.security.new_code(pending, now).map_err(|l| {
-        refuse(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            match l {
-                RateLimited::Person => "too many codes for this person this hour",
-                RateLimited::User => "too many codes requested by this user this hour",
-            },
-        ))
-    })?;
+    let (request_id, code) = ctx.security.new_code(pending, now);
+    let text = consent_sms(&department, &matter.name, &code);
     ctx.security
         .notifier
-        .send(&phone, person.as_str(), &code)
+        .send(&phone, person.as_str(), &code, &text)
         .await
         .map_err(|e| refuse(ApiError::new(StatusCode::BAD_GATEWAY, "sms_failed", e)))?;
     audit(

@@ -118,4 +118,7 @@ pub struct ApiContext {
     /// API base URLs of the other departments' nodes, asked to refresh their sources in a
     /// pull-through.
     pub sync_peers: Arc<Vec<String>>,
+    /// The data source whose phone number resident consent codes go to
+    /// (`api.consent_phone_source`).
+    pub consent_phone_source: Arc<str>,
 }

@@ -137,10 +137,14 @@ impl Notifier {
         }
     }
 
-    /// Sends `code` to `phone`.
-    pub async fn send(&self, phone: &str, person: &str, code: &str) -> Result<(), String> {
-        let text =
-            format!("【政务数据共享】您的授权验证码为{code}，5分钟内有效。如非本人办理请忽略。");
+    /// Sends `text` (carrying `code`, see [`consent_sms`]) to `phone`.
+    pub async fn send(
+        &self,
+        phone: &str,
+        person: &str,
+        code: &str,
+        text: &str,
+    ) -> Result<(), String> {
         match self {
             Notifier::File(path) => {
                 let line = serde_json::json!({"phone": phone, "person": person, "code": code, "text": text});
@@ -173,6 +177,16 @@ impl Notifier {
             }
         }
     }
+}
+
+/// The text of a consent code: who asks (the department's name), for what (the matter's
+/// name), the code and how long it is valid, so the resident knows what they agree to.
+pub fn consent_sms(department: &str, matter: &str, code: &str) -> String {
+    let minutes = CODE_TTL_MS / 60_000;
+    format!(
+        "【govchain】{department} requests your consent to read your data for {matter}; \
+         code {code}, valid {minutes} minutes. Ignore this message if you did not ask for it."
+    )
 }
 
 /// Signs the node's own transactions (consents, audit batches) with unique nonces.
@@ -393,23 +407,26 @@ impl Security {
         lock(&self.sessions).retain(|_, s| s.user != user);
     }
 
-    /// Registers a code request, after the rate limits; returns the request id and the code.
-    pub fn new_code(
-        &self,
-        mut pending: PendingCode,
-        now: u64,
-    ) -> Result<(String, String), RateLimited> {
+    /// Counts a code request of `user` for `person` against the hourly limits, before
+    /// anything is looked up: a refused request reads nothing, and an accepted one counts
+    /// whether or not a code is then sent (so asking cannot probe who has a number on file).
+    pub fn reserve_code(&self, person: &str, user: &str, now: u64) -> Result<(), RateLimited> {
         let hour = 3600 * 1000;
         let mut sent = lock(&self.sent);
         sent.retain(|(t, _, _)| now < t + hour);
-        if sent.iter().filter(|(_, p, _)| *p == pending.person).count() >= CODES_PER_PERSON_PER_HOUR
-        {
+        if sent.iter().filter(|(_, p, _)| p == person).count() >= CODES_PER_PERSON_PER_HOUR {
             return Err(RateLimited::Person);
         }
-        if sent.iter().filter(|(_, _, u)| *u == pending.user).count() >= CODES_PER_USER_PER_HOUR {
+        if sent.iter().filter(|(_, _, u)| u == user).count() >= CODES_PER_USER_PER_HOUR {
             return Err(RateLimited::User);
         }
-        sent.push((now, pending.person.clone(), pending.user.clone()));
+        sent.push((now, person.to_string(), user.to_string()));
+        Ok(())
+    }
+
+    /// Registers a code request already counted by [`Security::reserve_code`]; returns the
+    /// request id and the code.
+    pub fn new_code(&self, mut pending: PendingCode, now: u64) -> (String, String) {
         let mut n = [0u8; 4];
         getrandom::fill(&mut n).expect("the OS random source is available");
         let code = format!("{:06}", u32::from_le_bytes(n) % 1_000_000);
@@ -419,7 +436,7 @@ impl Security {
         let mut codes = lock(&self.codes);
         codes.retain(|_, c| now < c.expires_at + CODE_TTL_MS);
         codes.insert(request.clone(), pending);
-        Ok((request, code))
+        (request, code)
     }
 
     /// Checks a code for `user`; on success marks it used and returns the request.
@@ -510,7 +527,7 @@ mod tests {
     #[test]
     fn a_code_is_six_digits_used_once_for_its_user_within_five_minutes() {
         let s = sec();
-        let (req, code) = s.new_code(pending("p1", "u"), 0).unwrap();
+        let (req, code) = s.new_code(pending("p1", "u"), 0);
         assert_eq!(code.len(), 6);
         assert!(code.bytes().all(|b| b.is_ascii_digit()));
         assert_eq!(
@@ -531,7 +548,7 @@ mod tests {
     #[test]
     fn five_wrong_codes_kill_the_request_even_for_the_right_code() {
         let s = sec();
-        let (req, code) = s.new_code(pending("p1", "u"), 0).unwrap();
+        let (req, code) = s.new_code(pending("p1", "u"), 0);
         let wrong = if code == "000000" { "000001" } else { "000000" };
         for left in (1..MAX_CODE_ATTEMPTS).rev() {
             assert_eq!(
@@ -553,22 +570,38 @@ mod tests {
     fn codes_are_rate_limited_per_person_and_per_user() {
         let s = sec();
         for i in 0..CODES_PER_PERSON_PER_HOUR {
-            s.new_code(pending("p1", &format!("u{i}")), 0).unwrap();
+            s.reserve_code("p1", &format!("u{i}"), 0).unwrap();
         }
         assert_eq!(
-            s.new_code(pending("p1", "x"), 1).unwrap_err(),
+            s.reserve_code("p1", "x", 1).unwrap_err(),
             RateLimited::Person
         );
         // An hour later the person may get codes again.
-        s.new_code(pending("p1", "x"), 3600 * 1000).unwrap();
+        s.reserve_code("p1", "x", 3600 * 1000).unwrap();
         for i in 0..CODES_PER_USER_PER_HOUR - 1 {
-            s.new_code(pending(&format!("q{i}"), "x"), 3600 * 1000)
-                .unwrap();
+            s.reserve_code(&format!("q{i}"), "x", 3600 * 1000).unwrap();
         }
         assert_eq!(
-            s.new_code(pending("z", "x"), 3600 * 1000).unwrap_err(),
+            s.reserve_code("z", "x", 3600 * 1000).unwrap_err(),
             RateLimited::User
         );
+    }
+
+    /// Finding 6 of issue 15 (R-SEC-5): the resident reads who asks, for what, and for how
+    /// long the code is valid.
+    #[test]
+    fn finding_6_the_sms_names_the_department_the_matter_and_the_validity() {
+        let text = consent_sms("市公安局", "户籍证明", "123456");
+        for part in [
+            "【govchain】",
+            "市公安局",
+            "户籍证明",
+            "code 123456",
+            "valid 5 minutes",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from {text:?}");
+        }
+        assert_eq!(CODE_TTL_MS, 5 * 60_000, "the text states the real validity");
     }
 
     #[test]

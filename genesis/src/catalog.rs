@@ -61,4 +61,28 @@ mod tests {
             c.sources.iter().map(|s| &s.department).collect();
         assert!(owners.len() >= 15, "sources spread over many departments");
     }
+
+    /// Finding 6 of issue 15 (R-SEC-5): consent codes go to the household registry's phone
+    /// number by default, so that source must have one.
+    #[test]
+    fn finding_6_the_default_consent_phone_source_has_a_phone_field() {
+        let c = default_catalog().unwrap();
+        let id = crate::config::DEFAULT_CONSENT_PHONE_SOURCE;
+        let s = c
+            .sources
+            .iter()
+            .find(|s| s.id == id)
+            .expect("in the catalog");
+        assert_eq!(s.name, "户籍人口基本信息");
+        assert!(s.person_field.is_some());
+        let phone = s
+            .fields
+            .iter()
+            .find(|f| f.ty == govchain_chaincode::catalog::FieldType::Phone)
+            .expect("a phone field");
+        assert!(
+            !phone.required,
+            "a registry record without a number stays valid"
+        );
+    }
 }

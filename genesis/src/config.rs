@@ -216,7 +216,16 @@ pub struct ApiConfig {
     /// may sign its records. Default none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sync_peers: Vec<String>,
+    /// The data source whose phone number a resident's consent code is sent to: the source
+    /// authoritative for residents' contact numbers (its first `phone` field). A person it
+    /// holds no number for gets no code; no other source is tried (R-SEC-5). Default
+    /// `gaj.hjxx` (the household registry, 户籍人口基本信息).
+    #[serde(default = "defaults::consent_phone_source")]
+    pub consent_phone_source: String,
 }
+
+/// The default of `api.consent_phone_source`: the household registry.
+pub const DEFAULT_CONSENT_PHONE_SOURCE: &str = "gaj.hjxx";
 
 /// `[chain]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +280,9 @@ mod defaults {
     }
     pub fn audit_backlog_limit() -> usize {
         50_000
+    }
+    pub fn consent_phone_source() -> String {
+        super::DEFAULT_CONSENT_PHONE_SOURCE.into()
     }
     pub fn max_block_txs() -> usize {
         5_000
@@ -349,6 +361,7 @@ impl Default for ApiConfig {
             audit_interval_ms: defaults::audit_interval_ms(),
             audit_backlog_limit: defaults::audit_backlog_limit(),
             sync_peers: Vec::new(),
+            consent_phone_source: defaults::consent_phone_source(),
         }
     }
 }
@@ -407,6 +420,12 @@ impl NodeConfig {
         if self.api.max_body_bytes == 0 {
             return bad("api.max_body_bytes must be positive");
         }
+        if govchain_chaincode::catalog::check_source_id(&self.api.consent_phone_source).is_err() {
+            return bad(&format!(
+                "api.consent_phone_source {:?} is not a data source id",
+                self.api.consent_phone_source
+            ));
+        }
         for p in &self.api.sync_peers {
             if !(p.starts_with("http://") || p.starts_with("https://")) {
                 return bad(&format!("api.sync_peers: {p:?} is not an http(s) URL"));
@@ -447,5 +466,30 @@ impl NodeConfig {
             path: path.display().to_string(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, GenesisError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, text).unwrap();
+        NodeConfig::read(&path)
+    }
+
+    /// Finding 6 of issue 15: the consent phone source defaults to the household registry,
+    /// may name another source, and must be a source id.
+    #[test]
+    fn finding_6_consent_phone_source_defaults_to_the_household_registry() {
+        let c = parse("department = \"gaj\"\n").unwrap();
+        assert_eq!(c.api.consent_phone_source, "gaj.hjxx");
+        let c = parse("department = \"gaj\"\n[api]\nconsent_phone_source = \"gaj.jzz\"\n").unwrap();
+        assert_eq!(c.api.consent_phone_source, "gaj.jzz");
+        let e = parse("department = \"gaj\"\n[api]\nconsent_phone_source = \"Bad Source\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("consent_phone_source"), "{e}");
     }
 }

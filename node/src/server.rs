@@ -157,6 +157,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         security,
         sync: None,
         sync_peers: Arc::new(cfg.api.sync_peers.clone()),
+        consent_phone_source: cfg.api.consent_phone_source.as_str().into(),
     };
     // Connectors to the department's systems (R-SYN): scheduled pulls and pull-through.
     if !cfg.connectors.is_empty() {

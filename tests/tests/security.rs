@@ -184,25 +184,32 @@ fn denials_consent_audit_replay_and_offline_proofs_r_sec_1_to_5_r_aud_1_to_4() {
     };
     let chain = w.net.genesis.chain_id.clone();
 
-    // Records of two residents in a gaj source and a mzj source (with the phone number).
+    // Records of two residents in a gaj source (the household registry, with the phone
+    // number consent codes go to) and a mzj source.
     let (hjxx, dbjz) = (w.net.source("gaj.hjxx"), w.net.source("mzj.dbjz"));
     let mut gen = Generator::new(11);
     let p: Vec<String> = (0..2)
         .map(|i| gen.record_for(&hjxx, i).fields["sfzh"].clone())
         .collect();
-    let gaj_records: Vec<_> = (0..2).map(|i| gen.record_for(&hjxx, i)).collect();
+    let gaj_records: Vec<_> = (0..2)
+        .map(|i| {
+            let mut r = gen.record_for(&hjxx, i);
+            r.fields.insert("lxdh".into(), format!("1380000000{i}"));
+            r
+        })
+        .collect();
+    let phone = gaj_records[0].fields["lxdh"].clone();
     let mzj_records: Vec<_> = (0..2).map(|i| gen.record_for(&dbjz, i)).collect();
     let tx = records_tx(&w.net.node_key(1), &chain, &hjxx, gaj_records);
     assert_eq!(
         w.rt.block_on(w.client.submit(&tx, true)).unwrap().status,
         "committed"
     );
-    let tx = records_tx(&w.net.key("mzj-admin"), &chain, &dbjz, mzj_records.clone());
+    let tx = records_tx(&w.net.key("mzj-admin"), &chain, &dbjz, mzj_records);
     assert_eq!(
         w.rt.block_on(w.client.submit(&tx, true)).unwrap().status,
         "committed"
     );
-    let phone = mzj_records[0].fields["lxdh"].clone();
 
     // Users (R-SEC-1, R-SEC-2): staff of gaj and mzj, an auditor, a system account of mzj.
     let sp = Keypair::from_seed([42; 32]);
