@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod consent;
 pub mod error;
 pub mod export;
+pub mod lockout;
 pub mod matters;
 pub mod metrics;
 pub mod projection;

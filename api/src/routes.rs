@@ -59,7 +59,11 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/queries", get(crate::catalog::list_queries))
         .route("/api/v1/queries/run", get(crate::shaping::run_query))
         .route("/api/v1/catalog/changes", get(crate::catalog::list_changes))
-        .route("/api/v1/login", post(crate::session::login))
+        .route(
+            "/api/v1/login",
+            post(crate::session::login)
+                .layer(DefaultBodyLimit::max(crate::session::LOGIN_MAX_BODY_BYTES)),
+        )
         .route("/api/v1/logout", post(crate::session::logout))
         .route("/api/v1/me", get(crate::session::me))
         .route("/api/v1/users/{id}", get(crate::session::get_user))

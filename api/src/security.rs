@@ -17,10 +17,7 @@ use crate::audit_queue::AuditQueue;
 use govchain_ledger::store::CF_META;
 use govchain_ledger::{ChainId, Keypair, SignedTx, Store, TimestampMs, TxBody};
 
-/// Failed logins in a row that lock a user out.
-pub const MAX_LOGIN_FAILURES: u32 = 5;
-/// How long a lockout lasts.
-pub const LOCKOUT_MS: u64 = 15 * 60 * 1000;
+pub use crate::lockout::{LOCKOUT_MS, MAX_LOGIN_FAILURES};
 /// How long an SMS code is valid.
 pub const CODE_TTL_MS: u64 = 5 * 60 * 1000;
 /// Wrong codes allowed per code.
@@ -256,7 +253,8 @@ pub struct Security {
     /// a time, so a burst of logins queues instead of starving every other request.
     hashing: tokio::sync::Semaphore,
     sessions: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<String, (u32, u64)>>,
+    /// Login lockout and the per-address throttle.
+    pub logins: crate::lockout::Lockout,
     codes: Mutex<HashMap<String, PendingCode>>,
     sent: Mutex<Vec<(u64, String, String)>>,
     /// Audit entries waiting for the chain.
@@ -322,7 +320,7 @@ impl Security {
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
             sessions: Mutex::default(),
-            failures: Mutex::default(),
+            logins: crate::lockout::Lockout::default(),
             codes: Mutex::default(),
             sent: Mutex::default(),
         }
@@ -355,32 +353,8 @@ impl Security {
             .map_err(|e| e.to_string())
     }
 
-    /// Whether `user` is locked out at `now`.
-    pub fn locked(&self, user: &str, now: u64) -> bool {
-        lock(&self.failures)
-            .get(user)
-            .is_some_and(|(n, until)| *n >= MAX_LOGIN_FAILURES && now < *until)
-    }
-
-    /// Counts a failed login; returns whether the user is now locked out.
-    pub fn login_failed(&self, user: &str, now: u64) -> bool {
-        let mut f = lock(&self.failures);
-        let e = f.entry(user.to_string()).or_insert((0, 0));
-        if e.0 >= MAX_LOGIN_FAILURES && now >= e.1 {
-            *e = (0, 0);
-        }
-        e.0 += 1;
-        if e.0 >= MAX_LOGIN_FAILURES {
-            e.1 = now + LOCKOUT_MS;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// A successful login: forgets failures and opens a session.
-    pub fn login_ok(&self, user: &str, now: u64) -> (String, Session) {
-        lock(&self.failures).remove(user);
+    /// Opens a session for `user` (whose password was just checked).
+    pub fn open_session(&self, user: &str, now: u64) -> (String, Session) {
         let token = random_hex(32);
         let s = Session {
             user: user.to_string(),
@@ -493,21 +467,6 @@ mod tests {
             None,
             None,
         )
-    }
-
-    #[test]
-    fn five_failed_logins_lock_the_user_for_fifteen_minutes() {
-        let s = sec();
-        for i in 1..MAX_LOGIN_FAILURES {
-            assert!(!s.login_failed("u", 1_000 + i as u64));
-            assert!(!s.locked("u", 1_000));
-        }
-        assert!(s.login_failed("u", 2_000));
-        assert!(s.locked("u", 2_000 + LOCKOUT_MS - 1));
-        assert!(!s.locked("u", 2_000 + LOCKOUT_MS));
-        // After the lockout, one more failure starts a new count.
-        assert!(!s.login_failed("u", 2_000 + LOCKOUT_MS));
-        assert!(!s.locked("u", 2_000 + LOCKOUT_MS));
     }
 
     fn pending(person: &str, user: &str) -> PendingCode {

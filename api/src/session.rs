@@ -3,15 +3,19 @@
 //! `GET /api/v1/users/{id}`. Passwords are argon2id hashes kept by this node only; users, their
 //! departments, levels, roles and status are on chain.
 
+use std::net::SocketAddr;
+
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::Json;
-use govchain_chaincode::access::{self, AuditAction, AuditEntry, Role};
+use axum::{Extension, Json};
+use govchain_chaincode::access::{self, AuditAction, AuditEntry, Role, MAX_USER_ID_LEN};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::access::{audit, authenticate, fingerprint, now, Caller};
+use crate::lockout::{ClientAddr, Refusal, MAX_LOGIN_FAILURES_PER_ADDRESS, SWEEP_INTERVAL_MS};
 use crate::security::{check_password, hash_password, verify_password, Security};
 use crate::{ApiContext, ApiError};
 
@@ -47,12 +51,77 @@ fn login_entry(user: &str, dept: &str, outcome: &str) -> AuditEntry {
     }
 }
 
-/// `POST /api/v1/login`: a session token for a user's password. Five failures in a row lock the
-/// user out for 15 minutes.
-#[utoipa::path(post, path = "/api/v1/login", request_body(content = String, content_type = "application/json", description = "{\"user\", \"password\"}"), responses((status = 200, description = "{token, expires_at}"), (status = 401, description = "bad_credentials"), (status = 403, description = "locked, user_disabled")))]
-pub async fn login(State(ctx): State<ApiContext>, body: Bytes) -> Result<Json<Value>, ApiError> {
+/// Largest body of `POST /api/v1/login` (a user id and a password fit many times over).
+pub const LOGIN_MAX_BODY_BYTES: usize = 4 * 1024;
+
+/// The answer to a login that may not check its password now (audited by the caller).
+fn refused_login(r: Refusal) -> ApiError {
+    let secs = |ms: u64| Some(ms.div_ceil(1000).max(1));
+    match r {
+        Refusal::Locked { retry_after_ms } => ApiError {
+            retry_after_s: secs(retry_after_ms),
+            ..ApiError::new(
+                StatusCode::FORBIDDEN,
+                "locked",
+                format!(
+                    "too many failed logins (or checks in progress) for this user; try again in {} s",
+                    retry_after_ms.div_ceil(1000).max(1)
+                ),
+            )
+        },
+        Refusal::Throttled { retry_after_ms } => ApiError {
+            retry_after_s: secs(retry_after_ms),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_logins",
+                format!(
+                    "more than {MAX_LOGIN_FAILURES_PER_ADDRESS} failed logins from this address; try again later"
+                ),
+            )
+        },
+        Refusal::Full => ApiError {
+            retry_after_s: secs(SWEEP_INTERVAL_MS),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many failing logins on this node; retry later",
+            )
+        },
+    }
+}
+
+/// `POST /api/v1/login`: a session token for a user's password. Five failures within 15 minutes
+/// lock the user out for 15 minutes (checks already running count, so concurrent guesses
+/// cannot get past it); more than [`MAX_LOGIN_FAILURES_PER_ADDRESS`] failures from one client
+/// address within 15 minutes are answered 429 ([`crate::lockout`]).
+#[utoipa::path(post, path = "/api/v1/login", request_body(content = String, content_type = "application/json", description = "{\"user\", \"password\"} (at most 4 KiB)"), responses((status = 200, description = "{token, expires_at}"), (status = 400, description = "bad_body, bad_user_id"), (status = 401, description = "bad_credentials"), (status = 403, description = "locked (Retry-After), user_disabled"), (status = 413, description = "too_large"), (status = 429, description = "too_many_logins (Retry-After)"), (status = 503, description = "busy (Retry-After)")))]
+pub async fn login(
+    State(ctx): State<ApiContext>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("a login body has at most {LOGIN_MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::bad_request("bad_body", e.body_text())
+        }
+    })?;
     let l: Login = json_body(&body)?;
-    let t = now().0;
+    // Never let an id the chain cannot hold near a table.
+    access::check_user_id(&l.user).map_err(|_| {
+        ApiError::bad_request(
+            "bad_user_id",
+            format!("a user id is 1-{MAX_USER_ID_LEN} of [A-Za-z0-9_.-]"),
+        )
+    })?;
+    let addr = peer.map_or(ClientAddr::UNKNOWN, |Extension(ConnectInfo(a))| {
+        ClientAddr::of(a.ip())
+    });
     let fail = |dept: &str, e: ApiError| {
         audit(&ctx, login_entry(&l.user, dept, e.code));
         e
@@ -64,27 +133,23 @@ pub async fn login(State(ctx): State<ApiContext>, body: Bytes) -> Result<Json<Va
             "unknown user or wrong password",
         )
     };
-    if ctx.security.locked(&l.user, t) {
-        return Err(fail(
-            &ctx.department,
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "locked",
-                "too many failed logins; try again in 15 minutes",
-            ),
-        ));
-    }
     let user = access::user(&ctx.store, &l.user).map_err(ApiError::internal)?;
     let dept = user
         .as_ref()
         .map_or(ctx.department.clone(), |u| u.department.clone());
-    let phc = Security::password_hash(&ctx.store, &l.user);
-    let (user, phc) = match (user, phc) {
-        (Some(u), Some(p)) => (u, p),
-        _ => {
-            ctx.security.login_failed(&l.user, t);
-            return Err(fail(&dept, bad()));
-        }
+    let known = match (user, Security::password_hash(&ctx.store, &l.user)) {
+        (Some(u), Some(p)) => Some((u, p)),
+        _ => None,
+    };
+    // Reserve the check before the hash: the user's and the address's budgets, atomically.
+    let attempt = ctx
+        .security
+        .logins
+        .begin(known.as_ref().map(|(u, _)| u.id.as_str()), addr, now().0)
+        .map_err(|r| fail(&dept, refused_login(r)))?;
+    let Some((user, phc)) = known else {
+        let _ = attempt.failed(now().0);
+        return Err(fail(&dept, bad()));
     };
     let password = l.password.clone();
     let ok = ctx
@@ -93,8 +158,7 @@ pub async fn login(State(ctx): State<ApiContext>, body: Bytes) -> Result<Json<Va
         .await
         .map_err(ApiError::internal)?;
     if !ok {
-        let locked = ctx.security.login_failed(&l.user, t);
-        let e = if locked {
+        let e = if attempt.failed(now().0) {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "bad_credentials",
@@ -105,6 +169,7 @@ pub async fn login(State(ctx): State<ApiContext>, body: Bytes) -> Result<Json<Va
         };
         return Err(fail(&dept, e));
     }
+    attempt.succeeded(now().0);
     if user.disabled {
         return Err(fail(
             &dept,
@@ -115,7 +180,7 @@ pub async fn login(State(ctx): State<ApiContext>, body: Bytes) -> Result<Json<Va
             ),
         ));
     }
-    let (token, s) = ctx.security.login_ok(&user.id, t);
+    let (token, s) = ctx.security.open_session(&user.id, now().0);
     audit(&ctx, login_entry(&user.id, &dept, "ok"));
     Ok(Json(json!({
         "token": token,

@@ -3,6 +3,7 @@
 //! is not (yet) a validator follows the chain read-only and starts voting once an on-chain
 //! change adds it.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -192,10 +193,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.api.listen))?;
     tracing::info!(target: "node", addr = %cfg.api.listen, "api listening");
     let mut stop = stop_rx.clone();
-    let server =
-        axum::serve(listener, govchain_api::router(ctx)).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
+    // Handlers see the client's address (the login throttle counts by it).
+    let app = govchain_api::router(ctx).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
     let http = tokio::spawn(async move { server.await });
 
     wait_for_signal().await;
