@@ -12,7 +12,9 @@
 use std::collections::BTreeSet;
 
 use axum::http::{HeaderMap, StatusCode, Uri};
-use govchain_chaincode::access::{self, AccessRequest, AuditAction, AuditEntry, Right, User};
+use govchain_chaincode::access::{
+    self, AccessRequest, AuditAction, AuditEntry, ReturnedPersons, Right, User,
+};
 use govchain_chaincode::auth::{role_of, KeyRole};
 use govchain_ledger::hash::{hash_parts, Domain};
 use govchain_ledger::{Hash, PublicKey, TimestampMs};
@@ -82,6 +84,7 @@ impl Caller {
             person,
             outcome: outcome.to_string(),
             results: 0,
+            persons: Default::default(),
             fingerprint: self.fingerprint,
             state_height: 0,
         }
@@ -163,6 +166,35 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// What of `sources` the caller may read for a request about `person` (if it names one),
+    /// decided against the committed state and NOT audited: it only narrows what a search
+    /// looks at, so that neither its results nor its refusal depend on data the caller may not
+    /// read. The audited [`Caller::decide`] over what is then returned follows. Empty when the
+    /// request would be refused.
+    pub fn readable(
+        &self,
+        ctx: &ApiContext,
+        right: Right,
+        sources: Vec<String>,
+        person: Option<&str>,
+    ) -> BTreeSet<String> {
+        let req = AccessRequest {
+            user: self.user.as_ref().map(|u| u.id.clone()),
+            right,
+            sources,
+            filter: true,
+            person: person.map(str::to_string),
+            matter: None,
+            consent: self.consent.clone(),
+            time: crate::routes::now_ms(),
+        };
+        access::decide(&ctx.store, &req)
+            .map(|allowed| allowed.into_iter().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// Decides against the committed state, retrying while blocks commit underneath, so the
 /// recorded height is exactly the state the decision read (the auditor re-decides there).
 fn decide_at_a_height(
@@ -241,10 +273,12 @@ impl Access {
         self.entry = None;
     }
 
-    /// Audits the access with the number of rows returned.
-    pub fn done(mut self, results: usize) {
+    /// Audits the access with the number of rows returned and the persons whose records they
+    /// are (R-AUD-3: the read is then in each of those persons' access history).
+    pub fn done<'a>(mut self, results: usize, persons: impl IntoIterator<Item = &'a str>) {
         if let Some(mut e) = self.entry.take() {
             e.results = results as u64;
+            e.persons = ReturnedPersons::of(persons);
             audit(&self.ctx, e);
         }
     }
@@ -318,6 +352,7 @@ pub fn authenticate(
             person: None,
             outcome: e.code.to_string(),
             results: 0,
+            persons: Default::default(),
             fingerprint: fp,
             state_height: 0,
         };

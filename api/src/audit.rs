@@ -116,7 +116,7 @@ fn auditor(
 }
 
 const AUDIT_COLUMNS: &str = "height, tx_index, entry_index, time_ms, user_id, department, action, \
-     endpoint, person_id, matter, consent, outcome, results, node, tx_id";
+     endpoint, person_id, matter, consent, outcome, results, node, tx_id, persons";
 
 fn row_json(r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
     let s = |i: usize| r.try_get::<String, _>(i).map_err(db_error);
@@ -126,28 +126,45 @@ fn row_json(r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
         "height": n(0)?, "tx_index": n(1)?, "entry_index": n(2)?, "time": n(3)?,
         "user": s(4)?, "department": s(5)?, "action": s(6)?, "endpoint": s(7)?,
         "person_id": o(8)?, "matter": o(9)?, "consent": o(10)?, "outcome": s(11)?,
-        "results": n(12)?, "node": s(13)?, "tx_id": s(14)?,
+        "results": n(12)?, "node": s(13)?, "tx_id": s(14)?, "persons": n(15)?,
     }))
 }
 
-/// Runs a filtered audit search.
+/// Runs a filtered audit search. A `person` filter finds every entry about the person: its
+/// own person, or a read that returned the person's records (`audit_persons`, R-AUD-3).
 async fn search_rows(
     p: &Projection,
     ps: &[(String, String)],
     limit: usize,
     offset: usize,
 ) -> Result<Vec<Value>, ApiError> {
-    let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE 1 = 1");
+    let columns: Vec<String> = AUDIT_COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{c}"))
+        .collect();
     let mut binds: Vec<Value> = Vec::new();
+    // `k`: the table whose (time, position) key orders the rows.
+    let (from, k) = match param(ps, "person") {
+        Some(person) => {
+            binds.push(json!(person));
+            (
+                "audit_persons k JOIN audit a ON a.height = k.height \
+                 AND a.tx_index = k.tx_index AND a.entry_index = k.entry_index \
+                 WHERE k.person_id = ?",
+                "k",
+            )
+        }
+        None => ("audit a WHERE 1 = 1", "a"),
+    };
+    let mut sql = format!("SELECT {} FROM {from}", columns.join(", "));
     for (name, column) in [
         ("user", "user_id"),
         ("department", "department"),
-        ("person", "person_id"),
         ("action", "action"),
         ("outcome", "outcome"),
     ] {
         if let Some(v) = param(ps, name) {
-            sql.push_str(&format!(" AND {column} = ?"));
+            sql.push_str(&format!(" AND a.{column} = ?"));
             binds.push(json!(v));
         }
     }
@@ -156,13 +173,14 @@ async fn search_rows(
             let t: i64 = v.parse().map_err(|_| {
                 ApiError::bad_request("bad_query", format!("{name}: Unix milliseconds"))
             })?;
-            sql.push_str(&format!(" AND time_ms {op} ?"));
+            sql.push_str(&format!(" AND {k}.time_ms {op} ?"));
             binds.push(json!(t));
         }
     }
-    sql.push_str(
-        " ORDER BY time_ms DESC, height DESC, tx_index DESC, entry_index DESC LIMIT ? OFFSET ?",
-    );
+    sql.push_str(&format!(
+        " ORDER BY {k}.time_ms DESC, {k}.height DESC, {k}.tx_index DESC, {k}.entry_index DESC \
+         LIMIT ? OFFSET ?"
+    ));
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for b in binds {
         q = match b {

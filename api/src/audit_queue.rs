@@ -231,6 +231,7 @@ impl AuditQueue {
                 person: None,
                 outcome: k.outcome,
                 results: n,
+                persons: Default::default(),
                 fingerprint,
                 state_height: 0,
             };
@@ -337,6 +338,7 @@ mod tests {
             person: None,
             outcome: outcome.into(),
             results: 0,
+            persons: Default::default(),
             fingerprint: Hash([0; 32]),
             state_height: 0,
         }

@@ -18,6 +18,7 @@ pub mod export;
 pub mod lockout;
 pub mod matters;
 pub mod metrics;
+pub mod named;
 pub mod projection;
 pub mod query;
 pub mod routes;

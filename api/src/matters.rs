@@ -58,6 +58,11 @@ pub(crate) fn sources_of(records: &[Value]) -> Vec<String> {
     set.into_iter().map(str::to_string).collect()
 }
 
+/// The person ids of records (as JSON), for the audit entry of the read that returns them.
+pub(crate) fn persons_of(records: &[Value]) -> impl Iterator<Item = &str> {
+    records.iter().filter_map(|r| r["person_id"].as_str())
+}
+
 /// Every current record of `person`, as JSON, by source and record key.
 pub(crate) async fn person_records(
     pool: &sqlx::AnyPool,
@@ -142,7 +147,7 @@ pub async fn matter_file(
             .map_or(&[][..], Vec::as_slice);
         sources.push(source_section(pool, sf, recs).await?);
     }
-    access.done(all.len());
+    access.done(all.len(), persons_of(&all));
     let at = projection.cursor().await.map_err(ApiError::internal)?;
     Ok(Json(json!({
         "person_id": id.as_str(),
@@ -208,7 +213,7 @@ pub async fn extract(
             .unwrap_or_default();
         results.push(picked_record(&r, names));
     }
-    access.done(results.len());
+    access.done(results.len(), persons_of(&results));
     Ok(Json(json!({
         "matter": m.id,
         "page": page,

@@ -37,7 +37,8 @@ const SQLITE_CACHE_KIB: u64 = 256 * 1024;
 const SQLITE_CATCH_UP_CACHE_KIB: u64 = 6 * 1024 * 1024;
 
 /// Version of the tables' layout; a database holding another is rebuilt from genesis.
-const SCHEMA_VERSION: i64 = 3;
+/// 4: audit entries list the persons a read returned (`audit.persons`, `audit_persons`).
+const SCHEMA_VERSION: i64 = 4;
 
 /// Most blocks applied in one SQL transaction while catching up.
 pub const MAX_BLOCKS_PER_SQL_TX: usize = 256;

@@ -89,7 +89,7 @@ pub async fn person_file(
         .into_iter()
         .filter(|r| access.may_read(r["source"].as_str().unwrap_or_default()))
         .collect();
-    access.done(records.len());
+    access.done(records.len(), crate::matters::persons_of(&records));
     if records.is_empty() {
         return Err(ApiError::not_found(format!(
             "no records of person {}",
@@ -224,9 +224,23 @@ async fn combined(
             ));
         }
     }
+    // A query naming one person reads that person's data: it needs their consent, as the
+    // person file does, and shows nothing of a source outside the consent (R-SEC-5).
+    let named = crate::named::in_conditions(&def, &conds)?;
     let right = if export { Right::Export } else { Right::Query };
-    let access = caller.decide(ctx, right, vec![source.clone()], false, None, None)?;
-    let results = matching_records(&projection, &source, &conds, page, page_size).await?;
+    let access = caller.decide(
+        ctx,
+        right,
+        vec![source.clone()],
+        false,
+        named.as_ref().map(|p| p.as_str()),
+        None,
+    )?;
+    let results = if access.may_read(&source) {
+        matching_records(&projection, &source, &conds, page, page_size).await?
+    } else {
+        Vec::new()
+    };
     Ok(Combined {
         access: Some(access),
         source: def,
@@ -398,7 +412,7 @@ fn combined_sql(backend: Backend, source: &str, fields: &[FieldConds]) -> (Strin
 /// `GET /api/v1/records?source=S&eq=FIELD:VALUE&from=FIELD:VALUE&to=FIELD:VALUE&page=&page_size=`:
 /// the records of one source matching every condition (equality; inclusive ranges on dates and
 /// text), by record key, one page at a time.
-#[utoipa::path(get, path = "/api/v1/records", params(("source" = String, Query, description = "data source id"), ("eq" = Option<String>, Query, description = "FIELD:VALUE, repeatable"), ("from" = Option<String>, Query, description = "FIELD:VALUE lower bound (dates, text), repeatable"), ("to" = Option<String>, Query, description = "FIELD:VALUE upper bound, repeatable"), ("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-100")), responses((status = 200, description = "one page of matching records"), (status = 400, description = "unknown source or field, bad value, bad page, malformed condition"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator")))]
+#[utoipa::path(get, path = "/api/v1/records", params(("source" = String, Query, description = "data source id"), ("eq" = Option<String>, Query, description = "FIELD:VALUE, repeatable"), ("from" = Option<String>, Query, description = "FIELD:VALUE lower bound (dates, text), repeatable"), ("to" = Option<String>, Query, description = "FIELD:VALUE upper bound, repeatable"), ("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-100")), responses((status = 200, description = "one page of matching records"), (status = 400, description = "unknown source or field, bad value, bad page, malformed condition, too_many_persons, narrow_id_range (a range on a national-ID field spanning fewer than 1000 IDs)"), (status = 401, description = "no session, bad, stale or replayed signature"), (status = 403, description = "no_grant, grant_expired, grant_revoked; no_consent, consent_mismatch, consent_expired when an eq on a national-ID field names one person (send x-govchain-consent)")))]
 pub async fn records(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -406,7 +420,7 @@ pub async fn records(
 ) -> Result<Json<Value>, ApiError> {
     let mut c = combined(&ctx, &headers, &uri, false).await?;
     if let Some(a) = c.access.take() {
-        a.done(c.results.len());
+        a.done(c.results.len(), crate::matters::persons_of(&c.results));
     }
     Ok(Json(json!({
         "source": c.source.id,
@@ -451,7 +465,7 @@ pub async fn export(
         })
         .collect();
     if let Some(a) = c.access.take() {
-        a.done(c.results.len());
+        a.done(c.results.len(), crate::matters::persons_of(&c.results));
     }
     let sheet = crate::export::Sheet {
         name: c.source.id.clone(),

@@ -15,6 +15,7 @@ use crate::access::reader;
 use crate::projection::{ngrams, normalize, Backend, Projection};
 use crate::query::{db_error, record_json, RECORD_COLUMNS, RECORD_COLUMN_COUNT};
 use crate::{ApiContext, ApiError};
+use govchain_chaincode::access::Right;
 
 /// Shortest and longest fuzzy query, in characters.
 pub const QUERY_CHARS: std::ops::RangeInclusive<usize> = 2..=32;
@@ -33,7 +34,7 @@ pub struct SearchQuery {
 }
 
 /// `GET /api/v1/search?q=…`: records with a name, ID, address or phone field containing `q`.
-#[utoipa::path(get, path = "/api/v1/search", params(("q" = String, Query, description = "2-32 characters"), ("limit" = Option<usize>, Query, description = "1-100, default 20")), responses((status = 200, description = "records with a name, ID, address or phone field containing q"), (status = 400, description = "query or limit out of range"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator")))]
+#[utoipa::path(get, path = "/api/v1/search", params(("q" = String, Query, description = "2-32 characters; a whole national ID names that person and needs their consent"), ("limit" = Option<usize>, Query, description = "1-100, default 20"), ("x-govchain-consent" = Option<String>, Header, description = "the person's consent id, when q is a whole national ID")), responses((status = 200, description = "records of the sources the caller may read with a name, ID, address or phone field containing q"), (status = 400, description = "query or limit out of range"), (status = 401, description = "no session, bad, stale or replayed signature"), (status = 403, description = "no_consent, consent_mismatch, consent_expired (q names a person), user_disabled")))]
 pub async fn search(
     State(ctx): State<ApiContext>,
     Query(query): Query<SearchQuery>,
@@ -66,24 +67,47 @@ pub async fn search(
             "q needs two adjacent Chinese characters or four letters or digits in a row",
         ));
     }
-    let (hits, truncated) = fuzzy(&projection, &needle, grams, limit).await?;
-    // The hits of sources the caller may not read are left out (R-SEC-3).
+    // A whole national ID names one person: the search then needs that person's consent, as
+    // the person file does (R-SEC-5), and shows only the consent's sources.
+    let named = crate::named::in_search(&needle);
+    let person = named.as_ref().map(|p| p.as_str());
+    // Only sources the caller may read are searched (R-SEC-3), so neither the hits, their
+    // number, `truncated` nor a refusal depend on records the caller may not read.
+    let readable = caller.readable(&ctx, Right::Query, all_sources(&projection).await?, person);
+    let (hits, truncated) = if readable.is_empty() {
+        (Vec::new(), false)
+    } else {
+        fuzzy(&projection, &needle, grams, limit, &readable).await?
+    };
+    let records: Vec<Value> = hits.iter().map(|h| h["record"].clone()).collect();
     let access = caller.decide(
         &ctx,
-        govchain_chaincode::access::Right::Query,
-        crate::matters::sources_of(&hits.iter().map(|h| h["record"].clone()).collect::<Vec<_>>()),
+        Right::Query,
+        crate::matters::sources_of(&records),
         true,
-        None,
+        person,
         None,
     )?;
     let hits: Vec<Value> = hits
         .into_iter()
         .filter(|h| access.may_read(h["record"]["source"].as_str().unwrap_or_default()))
         .collect();
-    access.done(hits.len());
+    let records: Vec<Value> = hits.iter().map(|h| h["record"].clone()).collect();
+    access.done(hits.len(), crate::matters::persons_of(&records));
     Ok(Json(
         json!({"q": query.q, "results": hits, "truncated": truncated}),
     ))
+}
+
+/// The ids of every projected data source.
+async fn all_sources(projection: &Projection) -> Result<Vec<String>, ApiError> {
+    let rows = sqlx::query("SELECT id FROM sources ORDER BY id")
+        .fetch_all(projection.pool())
+        .await
+        .map_err(db_error)?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(db_error))
+        .collect()
 }
 
 /// Most postings counted per gram when choosing which grams drive a search.
@@ -91,14 +115,15 @@ const GRAM_COUNT_CAP: i64 = 1_000;
 /// Grams joined in SQL (the rarest ones); the candidates' values are then checked whole.
 const JOINED_GRAMS: usize = 3;
 
-/// The records holding `needle` in a searchable field: candidates from the rarest grams'
-/// postings joined on their keys, each confirmed by its value. Returns the hits and whether
-/// the candidate cap stopped the search early.
+/// The records of the `readable` sources holding `needle` in a searchable field: candidates
+/// from the rarest grams' postings joined on their keys, each confirmed by its value and
+/// source. Returns the hits and whether the candidate cap stopped the search early.
 async fn fuzzy(
     projection: &Projection,
     needle: &str,
     grams: std::collections::BTreeSet<String>,
     limit: usize,
+    readable: &std::collections::BTreeSet<String>,
 ) -> Result<(Vec<Value>, bool), ApiError> {
     // Postings per gram (capped), all in one statement.
     let grams: Vec<String> = grams.into_iter().collect();
@@ -129,7 +154,7 @@ async fn fuzzy(
         Backend::Sqlite => ("SELECT", "CROSS JOIN"),
         Backend::MySql => ("SELECT STRAIGHT_JOIN", "JOIN"),
     };
-    let mut sql = format!("{select} g0.rid, g0.field, f.value FROM ngrams g0");
+    let mut sql = format!("{select} g0.rid, g0.field, f.value, f.source FROM ngrams g0");
     let mut cond = String::from(" WHERE g0.gram = ?");
     for i in 1..counted.len() {
         sql.push_str(&format!(" {join} ngrams g{i}"));
@@ -155,7 +180,11 @@ async fn fuzzy(
             .map_err(db_error)?;
         for r in &rows {
             let value: String = r.try_get(2).map_err(db_error)?;
-            if hits.len() < limit && normalize(&value).contains(needle) {
+            let source: String = r.try_get(3).map_err(db_error)?;
+            if hits.len() < limit
+                && readable.contains(&source)
+                && normalize(&value).contains(needle)
+            {
                 let rid: i64 = r.try_get(0).map_err(db_error)?;
                 hits.push((rid, r.try_get(1).map_err(db_error)?, value));
             }

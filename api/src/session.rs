@@ -45,6 +45,7 @@ fn login_entry(user: &str, dept: &str, outcome: &str) -> AuditEntry {
         person: None,
         outcome: outcome.into(),
         results: 0,
+        persons: Default::default(),
         // The password is not part of the fingerprint.
         fingerprint: fingerprint("POST", "/api/v1/login", user.as_bytes()),
         state_height: 0,

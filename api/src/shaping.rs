@@ -25,7 +25,7 @@ use crate::catalog::{
     require_template,
 };
 use crate::export::{render, Sheet};
-use crate::matters::{person, person_records};
+use crate::matters::{person, person_records, persons_of};
 use crate::projection::Projection;
 use crate::query::{db_error, matching_records, MAX_EXPORT_ROWS, MAX_PAGE_SIZE};
 use crate::{ApiContext, ApiError};
@@ -197,7 +197,8 @@ pub async fn person_summary(
             }));
         }
     }
-    access.done(rows.len());
+    let shown = rows.iter().any(|r| !r["record_key"].is_null());
+    access.done(rows.len(), shown.then_some(id.as_str()));
     let at = projection.cursor().await.map_err(ApiError::internal)?;
     Ok(Json(json!({
         "person_id": id.as_str(),
@@ -222,22 +223,25 @@ pub async fn run_query(
         param(&ps, "name").ok_or_else(|| ApiError::bad_request("bad_query", "name is required"))?;
     let (page, page_size) = paging(&ps, 20, MAX_PAGE_SIZE)?;
     let q = require_query(projection.pool(), &owner, name).await?;
+    let source = load_source(projection.pool(), &q.source)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("source {} not projected", q.source)))?;
+    let conditions = conds(&q.conditions);
+    // A saved query naming one person needs their consent (R-SEC-5), as the person file does.
+    let named = crate::named::in_conditions(&source, &conditions)?;
     let access = caller.decide(
         &ctx,
         Right::Query,
         vec![q.source.clone()],
         false,
-        None,
+        named.as_ref().map(|p| p.as_str()),
         None,
     )?;
-    let results = matching_records(
-        &projection,
-        &q.source,
-        &conds(&q.conditions),
-        page,
-        page_size,
-    )
-    .await?;
+    let results = if access.may_read(&q.source) {
+        matching_records(&projection, &q.source, &conditions, page, page_size).await?
+    } else {
+        Vec::new()
+    };
     let shaped = match &q.shape {
         None => Value::Null,
         Some(s) => {
@@ -251,7 +255,7 @@ pub async fn run_query(
             json!({"category": s.category, "template": s.template, "columns": columns, "rows": rows})
         }
     };
-    access.done(results.len());
+    access.done(results.len(), persons_of(&results));
     Ok(Json(json!({
         "owner": owner.to_hex(),
         "query": q,
@@ -340,28 +344,54 @@ pub async fn export(
     let source = load_source(pool, &source_id)
         .await?
         .ok_or_else(|| ApiError::internal(format!("source {source_id} not projected")))?;
-    let conditions = parse_conditions(&ps, &source)?;
+    let conditions = conds(&parse_conditions(&ps, &source)?);
     let mut read: std::collections::BTreeSet<String> =
         format.columns.iter().map(|c| c.source.clone()).collect();
     read.insert(source_id.clone());
+    // An export naming one person needs their consent (R-SEC-5) and shows only what it
+    // covers: no rows of a queried source outside it, empty columns of other such sources.
+    let named = crate::named::in_conditions(&source, &conditions)?;
     let access = caller.decide(
         &ctx,
         Right::Export,
         read.into_iter().collect(),
         false,
-        None,
+        named.as_ref().map(|p| p.as_str()),
         None,
     )?;
-    let results = matching_records(
-        &projection,
-        &source_id,
-        &conds(&conditions),
-        page,
-        page_size,
-    )
-    .await?;
-    let values = shape_rows(&projection, &source_id, &results, &format.columns).await?;
-    access.done(values.len());
+    let results = if access.may_read(&source_id) {
+        matching_records(&projection, &source_id, &conditions, page, page_size).await?
+    } else {
+        Vec::new()
+    };
+    let columns: Vec<Column> = format
+        .columns
+        .iter()
+        .filter(|c| access.may_read(&c.source))
+        .cloned()
+        .collect();
+    let mut values = shape_rows(&projection, &source_id, &results, &columns).await?;
+    // Back to the format's columns: those left out are empty.
+    if columns.len() != format.columns.len() {
+        values = values
+            .into_iter()
+            .map(|row| {
+                let mut row = row.into_iter();
+                format
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        if access.may_read(&c.source) {
+                            row.next().unwrap_or(Value::Null)
+                        } else {
+                            Value::Null
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+    }
+    access.done(values.len(), persons_of(&results));
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let sheet = Sheet {
         name: format.category.clone(),

@@ -478,6 +478,118 @@ pub const MAX_AUDIT_TEXT: usize = 512;
 /// Most entries in one `AppendAudit` transaction.
 pub const MAX_AUDIT_ENTRIES: usize = 5_000;
 
+/// Most person ids one audit entry lists: a page of a search or combined query (at most 100
+/// rows) is always listed whole; a bigger read (an export) lists its first
+/// `MAX_AUDIT_PERSONS` ids and keeps the count and digest of all of them.
+pub const MAX_AUDIT_PERSONS: usize = 100;
+/// Longest person id in an audit entry's list (an 18-character national ID).
+pub const MAX_AUDIT_PERSON_ID_BYTES: usize = 18;
+
+/// The distinct persons (national IDs) whose records one read returned.
+///
+/// Invariants ([`ReturnedPersons::validate`], checked on chain): `ids` ascending without
+/// repeats, at most [`MAX_AUDIT_PERSONS`] of at most [`MAX_AUDIT_PERSON_ID_BYTES`] bytes;
+/// `total` is the number of distinct persons returned (`>= ids.len()`); `digest` is present
+/// exactly when `total > ids.len()`, and is the [`Domain::AuditPersons`] hash of the whole
+/// ascending list, each id followed by a newline ([`ReturnedPersons::digest_of`]).
+///
+/// [`Domain::AuditPersons`]: govchain_ledger::hash::Domain::AuditPersons
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnedPersons {
+    /// The persons, ascending: all of them, or the first [`MAX_AUDIT_PERSONS`].
+    pub ids: Vec<String>,
+    /// How many distinct persons the read returned.
+    pub total: u64,
+    /// The digest of the whole list, when `ids` holds only part of it.
+    pub digest: Option<Hash>,
+}
+
+impl ReturnedPersons {
+    /// The record of `ids` (any order, repeats allowed; ids longer than
+    /// [`MAX_AUDIT_PERSON_ID_BYTES`] are not national IDs and are left out).
+    pub fn of<I, S>(ids: I) -> ReturnedPersons
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let all: BTreeSet<String> = ids
+            .into_iter()
+            .map(|s| s.as_ref().to_string())
+            .filter(|s| !s.is_empty() && s.len() <= MAX_AUDIT_PERSON_ID_BYTES)
+            .collect();
+        let total = all.len() as u64;
+        let digest = (all.len() > MAX_AUDIT_PERSONS).then(|| Self::digest_of(all.iter()));
+        ReturnedPersons {
+            ids: all.into_iter().take(MAX_AUDIT_PERSONS).collect(),
+            total,
+            digest,
+        }
+    }
+
+    /// The digest of a whole ascending list of ids.
+    pub fn digest_of<'a>(ids: impl Iterator<Item = &'a String>) -> Hash {
+        let parts: Vec<&[u8]> = ids.flat_map(|id| [id.as_bytes(), b"\n"]).collect();
+        govchain_ledger::hash::hash_parts(govchain_ledger::hash::Domain::AuditPersons, &parts)
+    }
+
+    /// Whether `id` is among the listed persons.
+    pub fn lists(&self, id: &str) -> bool {
+        self.ids.binary_search_by(|p| p.as_str().cmp(id)).is_ok()
+    }
+
+    /// Checks the invariants (see the type's documentation).
+    pub fn validate(&self) -> Result<(), TxError> {
+        if self.ids.len() > MAX_AUDIT_PERSONS {
+            return Err(invalid(
+                "audit.persons",
+                format!("more than {MAX_AUDIT_PERSONS} person ids in one entry"),
+            ));
+        }
+        if self
+            .ids
+            .iter()
+            .any(|p| p.is_empty() || p.len() > MAX_AUDIT_PERSON_ID_BYTES)
+        {
+            return Err(invalid(
+                "audit.persons",
+                format!("a person id is empty or longer than {MAX_AUDIT_PERSON_ID_BYTES} bytes"),
+            ));
+        }
+        if self.ids.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(invalid(
+                "audit.persons",
+                "person ids not ascending and distinct",
+            ));
+        }
+        if self.total < self.ids.len() as u64 {
+            return Err(invalid("audit.persons", "total below the ids listed"));
+        }
+        if self.digest.is_some() != (self.total > self.ids.len() as u64) {
+            return Err(invalid(
+                "audit.persons",
+                "a digest exactly when the ids are only part of the persons",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The record cut to the chain's limits: itself when valid; otherwise what [`Self::of`]
+    /// makes of its ids (the count and digest then cover those ids). `clamped().validate()` is
+    /// always `Ok`.
+    pub fn clamped(self) -> ReturnedPersons {
+        if self.validate().is_ok() {
+            return self;
+        }
+        let out = Self::of(self.ids);
+        debug_assert!(
+            out.validate().is_ok(),
+            "invariant: `of` makes a valid record"
+        );
+        out
+    }
+}
+
 /// What an audit entry records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -540,6 +652,9 @@ pub struct AuditEntry {
     pub outcome: String,
     /// Rows or records returned.
     pub results: u64,
+    /// The persons whose records the read returned (R-AUD-3: a search or combined query that
+    /// returned a person is in that person's access history).
+    pub persons: ReturnedPersons,
     /// Hash of the full request (method, path, query, body).
     pub fingerprint: Hash,
     /// The committed height whose state the decision read (0 when no decision was made).
@@ -574,6 +689,7 @@ impl AuditEntry {
         {
             return Err(invalid("audit", "a text field is too long"));
         }
+        self.persons.validate()?;
         match &self.action {
             AuditAction::Access(r) => {
                 if r.sources.len() > MAX_AUDIT_SOURCES {
@@ -615,6 +731,7 @@ impl AuditEntry {
         text(&mut self.endpoint);
         text(&mut self.outcome);
         text_opt(&mut self.person);
+        self.persons = self.persons.clamped();
         match &mut self.action {
             AuditAction::Access(r) => {
                 r.sources.truncate(MAX_AUDIT_SOURCES);

@@ -5,8 +5,8 @@
 use govchain_ledger::{Hash, Keypair, TimestampMs};
 
 use crate::access::{
-    decide, AccessRequest, AuditAction, AuditEntry, Consent, Grant, GrantScope, Grantee, Right,
-    Role, User, MAX_USERS_PER_TX,
+    decide, AccessRequest, AuditAction, AuditEntry, Consent, Grant, GrantScope, Grantee,
+    ReturnedPersons, Right, Role, User, MAX_AUDIT_PERSONS, MAX_USERS_PER_TX,
 };
 use crate::business::{CatalogEntry, PutMode};
 use crate::business_tests::marriage;
@@ -653,9 +653,100 @@ fn entry(state_height: u64) -> AuditEntry {
         person: None,
         outcome: "ok".into(),
         results: 3,
+        persons: ReturnedPersons::default(),
         fingerprint: Hash([0; 32]),
         state_height,
     }
+}
+
+/// `n` distinct valid-looking 18-character ids, ascending.
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("110101199001{i:06}")).collect()
+}
+
+/// Issue 15 finding 4: an audit entry lists the persons a read returned — all of them up to
+/// [`MAX_AUDIT_PERSONS`], beyond it the first ones with the count and the digest of the whole
+/// list; the chain takes the record at the limit and refuses one past it or one inconsistent
+/// (R-AUD-1, R-AUD-3).
+#[test]
+fn finding_4_an_audit_entry_lists_the_persons_returned_within_the_chains_limit_r_aud_3() {
+    let mut chain = chain_with_users();
+    // Repeats and order do not matter; the list is ascending and distinct.
+    let mut shuffled = ids(3);
+    shuffled.reverse();
+    shuffled.push(shuffled[0].clone());
+    let p = ReturnedPersons::of(&shuffled);
+    assert_eq!((p.ids.clone(), p.total, p.digest), (ids(3), 3, None));
+    assert!(p.lists(&ids(3)[1]) && !p.lists("110101199001999999"));
+    // At the limit: every id listed, no digest. One past it: the first ones, the count of
+    // all and the digest of all.
+    let at = ReturnedPersons::of(ids(MAX_AUDIT_PERSONS));
+    assert_eq!(
+        (at.ids.len(), at.total, at.digest),
+        (MAX_AUDIT_PERSONS, 100, None)
+    );
+    let over = ReturnedPersons::of(ids(MAX_AUDIT_PERSONS + 1));
+    assert_eq!(over.ids, ids(MAX_AUDIT_PERSONS));
+    assert_eq!(over.total, MAX_AUDIT_PERSONS as u64 + 1);
+    assert_eq!(
+        over.digest,
+        Some(ReturnedPersons::digest_of(
+            ids(MAX_AUDIT_PERSONS + 1).iter()
+        ))
+    );
+    assert_ne!(
+        over.digest,
+        Some(ReturnedPersons::digest_of(ids(MAX_AUDIT_PERSONS).iter()))
+    );
+    let with = |persons: ReturnedPersons| AuditEntry {
+        persons,
+        ..entry(1)
+    };
+    ok(
+        &mut chain,
+        &node("mzj"),
+        TxKind::AppendAudit {
+            entries: vec![with(at.clone()), with(over.clone())],
+        },
+    );
+    assert_eq!(chain.read::<u64>(keys::AUDIT_COUNT), Some(2));
+    // Refused: one id too many listed, a repeat, out of order, an overlong id, a count below
+    // the list, a digest missing or where none belongs.
+    let mut too_many = over.clone();
+    too_many.ids = ids(MAX_AUDIT_PERSONS + 1);
+    let mut repeat = at.clone();
+    repeat.ids[1] = repeat.ids[0].clone();
+    let mut unordered = at.clone();
+    unordered.ids.swap(0, 1);
+    let mut long = ReturnedPersons::of(ids(1));
+    long.ids[0].push('0');
+    let mut low = at.clone();
+    low.total = MAX_AUDIT_PERSONS as u64 - 1;
+    let mut no_digest = over.clone();
+    no_digest.digest = None;
+    let mut stray_digest = at.clone();
+    stray_digest.digest = over.digest;
+    for bad in [
+        too_many,
+        repeat,
+        unordered,
+        long,
+        low,
+        no_digest,
+        stray_digest,
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?}");
+        assert!(bad.clone().clamped().validate().is_ok(), "{bad:?}");
+        refused(
+            &mut chain,
+            &node("mzj"),
+            TxKind::AppendAudit {
+                entries: vec![with(bad)],
+            },
+            &[],
+        );
+    }
+    assert_eq!(chain.read::<u64>(keys::AUDIT_COUNT), Some(2));
 }
 
 #[test]

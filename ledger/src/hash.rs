@@ -46,6 +46,9 @@ pub enum Domain {
     /// The digest of a data source's records (key and content hash, in key order), compared
     /// between a department system and the chain.
     SyncDigest,
+    /// The full list of the persons one audited read returned, when the entry lists only
+    /// part of it (never signed).
+    AuditPersons,
 }
 
 impl Domain {
@@ -69,10 +72,11 @@ impl Domain {
             Domain::AuditFingerprint => "govchain/audit-fingerprint/v1",
             Domain::RecordContent => "govchain/record-content/v1",
             Domain::SyncDigest => "govchain/sync-digest/v1",
+            Domain::AuditPersons => "govchain/audit-persons/v1",
         }
     }
 
-    const ALL: [Domain; 17] = [
+    const ALL: [Domain; 18] = [
         Domain::TxBody,
         Domain::TxId,
         Domain::Block,
@@ -90,10 +94,11 @@ impl Domain {
         Domain::AuditFingerprint,
         Domain::RecordContent,
         Domain::SyncDigest,
+        Domain::AuditPersons,
     ];
 
     fn key(self) -> &'static [u8; 32] {
-        static KEYS: OnceLock<[[u8; 32]; 17]> = OnceLock::new();
+        static KEYS: OnceLock<[[u8; 32]; 18]> = OnceLock::new();
         let keys = KEYS.get_or_init(|| Domain::ALL.map(|d| blake3::derive_key(d.context(), b"")));
         let i = Domain::ALL
             .iter()

@@ -155,6 +155,7 @@ fn finding_2_an_entry_the_chain_refuses_is_quarantined_and_alerted() {
             person: None,
             outcome: "ok".into(),
             results: 0,
+            persons: Default::default(),
             fingerprint: Hash([1; 32]),
             state_height: u64::MAX,
         });

@@ -1,0 +1,404 @@
+//! Issue 15, findings 4 and 7, through a real node: a query that names one person needs that
+//! person's consent like the person file (R-SEC-5), every read's audit entry lists the persons
+//! it returned so it is in their access history (R-AUD-1, R-AUD-3), and a refusal says nothing
+//! about which restricted source holds the person (R-SEC-3).
+
+use std::time::{Duration, Instant};
+
+use govchain_chaincode::access::{Consent, Role, User};
+use govchain_chaincode::business::{CatalogEntry, MatterType, PutMode, SourceFields};
+use govchain_chaincode::TxKind;
+use govchain_ledger::{Keypair, TimestampMs};
+use govchain_node::client::{records_tx, sign_tx, urlencode, Client};
+use govchain_node::synth::Generator;
+use govchain_tests::{error_code as code, Net, NodeProc};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "Secret-2026";
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A node of one department with users `li` (mzj staff) and `shen` (gaj auditor).
+struct World {
+    net: Net,
+    _node: NodeProc,
+    rt: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl World {
+    fn start(tune: impl Fn(&mut govchain_genesis::config::NodeConfig)) -> World {
+        let net = Net::generate(1);
+        net.tune(1, tune);
+        let node = NodeProc::start(&net, 1);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let client = Client::new(&node.url).unwrap();
+        let w = World {
+            net,
+            _node: node,
+            rt,
+            client,
+        };
+        let user = |id: &str, dept: &str, roles: Vec<Role>| User {
+            id: id.into(),
+            name: format!("测试{id}"),
+            department: dept.into(),
+            level: 1,
+            roles,
+            disabled: false,
+            key: None,
+        };
+        w.commit(
+            &w.net.key("sysadmin"),
+            TxKind::PutUsers {
+                mode: PutMode::Add,
+                users: vec![
+                    user("li", "mzj", vec![Role::Staff]),
+                    user("shen", "gaj", vec![Role::Auditor]),
+                ],
+            },
+        );
+        for id in ["li", "shen"] {
+            let (s, b) =
+                w.rt.block_on(w.client.call_signed(
+                    "PUT",
+                    &format!("users/{id}/password"),
+                    &w.net.key("sysadmin"),
+                    Some(&json!({"password": PASSWORD})),
+                ))
+                .unwrap();
+            assert_eq!(s, 200, "{b}");
+        }
+        w
+    }
+
+    fn commit(&self, key: &Keypair, kind: TxKind) -> u64 {
+        let tx = sign_tx(key, &self.net.genesis.chain_id, &kind);
+        let (status, body) = self.rt.block_on(self.client.submit_status(&tx)).unwrap();
+        assert_eq!(status, 200, "{} refused: {body}", kind.name());
+        body["height"].as_u64().unwrap()
+    }
+
+    /// `GET path` as user `id` (a fresh session), with a consent if given.
+    fn get(&self, id: &str, path: &str, consent: Option<&str>) -> (u16, Value) {
+        let (s, b) = self
+            .rt
+            .block_on(self.client.call(
+                "POST",
+                "login",
+                &[],
+                Some(&json!({"user": id, "password": PASSWORD})),
+            ))
+            .unwrap();
+        assert_eq!(s, 200, "login {id}: {b}");
+        let mut h = vec![(
+            "authorization",
+            format!("Bearer {}", b["token"].as_str().unwrap()),
+        )];
+        if let Some(c) = consent {
+            h.push(("x-govchain-consent", c.to_string()));
+        }
+        self.rt
+            .block_on(self.client.call("GET", path, &h, None))
+            .unwrap()
+    }
+
+    fn status(&self) -> Value {
+        self.rt.block_on(self.client.get_json("status")).unwrap()
+    }
+
+    /// Waits until every audit entry is on chain and projected (twice in a row).
+    fn audit_settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut quiet = 0;
+        while quiet < 2 {
+            let s = self.status();
+            let settled = s["audit_backlog"] == 0
+                && s["mempool_txs"] == 0
+                && s["projected_height"] == s["height"];
+            quiet = if settled { quiet + 1 } else { 0 };
+            assert!(Instant::now() < deadline, "audit never settled: {s}");
+            std::thread::sleep(Duration::from_millis(700));
+        }
+    }
+
+    /// Waits until `path` answers the system administrator 200 with `n` results.
+    fn wait_for(&self, path: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (s, b) = self
+                .rt
+                .block_on(self.client.get_signed(path, &self.net.key("sysadmin")))
+                .unwrap();
+            if s == 200 && b["results"].as_array().map(Vec::len) == Some(n) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never projected: {s} {b}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A consent of `person` for `li` on matter `dbsq`, recorded by the node.
+    fn consent(&self, n: u8, person: &str) -> String {
+        let id = format!("{n:02x}").repeat(32);
+        let c = Consent {
+            id: id.clone(),
+            person: person.into(),
+            matter: "dbsq".into(),
+            sources: vec!["gaj.wffz".into(), "mzj.dbjz".into()],
+            grantee: "li".into(),
+            purpose: "办理低保申请".into(),
+            issued_at: TimestampMs(now_ms() - 1_000),
+            expires_at: TimestampMs(now_ms() + 3_600_000),
+            verified_by: "sms:0000".into(),
+        };
+        self.commit(&self.net.node_key(1), TxKind::RecordConsent(c));
+        id
+    }
+}
+
+/// Asserts a refusal: the status, the code, and nothing but the error.
+fn refused(r: &(u16, Value), status: u16, want: &str) {
+    assert_eq!(r.0, status, "expected {status} {want}: {}", r.1);
+    assert_eq!(code(&r.1), want, "{}", r.1);
+    let keys: Vec<&String> = r.1.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["error"], "a refusal carries nothing else: {}", r.1);
+}
+
+/// Persons 0..3 of the generator in gaj's household register and mzj's subsistence register;
+/// person 0 alone also in gaj's restricted record of offences (不予共享). Returns the ids and
+/// person 0's name.
+fn residents(w: &World) -> (Vec<String>, String) {
+    let chain = w.net.genesis.chain_id.clone();
+    let (hjxx, dbjz, wffz) = (
+        w.net.source("gaj.hjxx"),
+        w.net.source("mzj.dbjz"),
+        w.net.source("gaj.wffz"),
+    );
+    let mut gen = Generator::new(21);
+    let ids: Vec<String> = (0..3)
+        .map(|i| gen.record_for(&hjxx, i).fields["sfzh"].clone())
+        .collect();
+    let name = gen.record_for(&hjxx, 0).fields["xm"].clone();
+    for (key, source, n) in [
+        (w.net.node_key(1), &hjxx, 3),
+        (w.net.key("mzj-admin"), &dbjz, 3),
+        (w.net.node_key(1), &wffz, 1),
+    ] {
+        let records: Vec<_> = (0..n).map(|i| gen.record_for(source, i)).collect();
+        for (r, id) in records.iter().zip(&ids) {
+            assert_eq!(
+                &r.fields["sfzh"], id,
+                "person i is the same in every source"
+            );
+        }
+        let tx = records_tx(&key, &chain, source, records);
+        assert_eq!(
+            w.rt.block_on(w.client.submit(&tx, true)).unwrap().status,
+            "committed"
+        );
+    }
+    // The matter whose consent covers mzj's register and gaj's restricted one.
+    let fields = vec!["sfzh".to_string(), "xm".to_string()];
+    w.commit(
+        &w.net.key("sysadmin"),
+        TxKind::PutCatalogEntry {
+            mode: PutMode::Add,
+            entry: CatalogEntry::MatterType(MatterType {
+                id: "dbsq".into(),
+                name: "低保申请".into(),
+                department: "mzj".into(),
+                sources: vec![
+                    SourceFields {
+                        source: "gaj.wffz".into(),
+                        fields: fields.clone(),
+                    },
+                    SourceFields {
+                        source: "mzj.dbjz".into(),
+                        fields,
+                    },
+                ],
+                materials: vec![],
+            }),
+        },
+    );
+    w.wait_for("records?source=mzj.dbjz", 3);
+    (ids, name)
+}
+
+/// The answer with the person's id replaced, to compare refusals about two persons.
+fn without(r: &(u16, Value), id: &str) -> (u16, String) {
+    (r.0, r.1.to_string().replace(id, "<ID>"))
+}
+
+/// Issue 15 finding 4 (R-SEC-5, R-SEC-3): a search for a whole national ID and a combined query
+/// with an equality on the person field need the person's consent like the person file —
+/// refused `no_consent` without it, answered with it (only what the consent and the caller's
+/// rights cover: never the restricted source) — and the refusal is the same whether or not a
+/// restricted source holds the person.
+#[test]
+fn finding_4_a_query_naming_one_person_needs_the_persons_consent() {
+    let w = World::start(|_| {});
+    let (p, _) = residents(&w);
+    let (with_wffz, without_wffz) = (&p[0], &p[1]);
+
+    for id in [with_wffz, without_wffz] {
+        refused(
+            &w.get("li", &format!("search?q={id}"), None),
+            403,
+            "no_consent",
+        );
+        refused(
+            &w.get("li", &format!("records?source=mzj.dbjz&eq=sfzh:{id}"), None),
+            403,
+            "no_consent",
+        );
+        refused(
+            &w.get(
+                "li",
+                &format!("records?source=mzj.dbjz&from=sfzh:{id}&to=sfzh:{id}"),
+                None,
+            ),
+            403,
+            "no_consent",
+        );
+        refused(
+            &w.get(
+                "li",
+                &format!("records/export?source=mzj.dbjz&eq=sfzh:{id}&format=csv"),
+                None,
+            ),
+            403,
+            "no_consent",
+        );
+    }
+    // The same refusal, whether or not gaj's restricted source holds the person.
+    for path in [
+        "search?q={}",
+        "records?source=mzj.dbjz&eq=sfzh:{}",
+        "records?source=gaj.wffz&eq=sfzh:{}",
+        "records?source=gaj.hjxx&eq=sfzh:{}",
+    ] {
+        let a = w.get("li", &path.replace("{}", with_wffz), None);
+        let b = w.get("li", &path.replace("{}", without_wffz), None);
+        assert_eq!(without(&a, with_wffz), without(&b, without_wffz), "{path}");
+    }
+
+    // With the consent: the person's rows of what li may read, never the restricted source.
+    let consents = [w.consent(1, with_wffz), w.consent(2, without_wffz)];
+    for (id, consent) in [with_wffz, without_wffz].into_iter().zip(&consents) {
+        let (s, b) = w.get("li", &format!("search?q={id}"), Some(consent));
+        assert_eq!(s, 200, "{b}");
+        let hits = b["results"].as_array().unwrap();
+        assert!(!hits.is_empty(), "{b}");
+        assert!(
+            hits.iter()
+                .all(|h| h["record"]["source"] == "mzj.dbjz" && h["record"]["person_id"] == *id),
+            "only mzj's register of the person: {b}"
+        );
+        let (s, b) = w.get(
+            "li",
+            &format!("records?source=mzj.dbjz&eq=sfzh:{id}"),
+            Some(consent),
+        );
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(b["results"].as_array().unwrap().len(), 1, "{b}");
+        // A consent is for its own person only.
+        let other = if id == with_wffz {
+            without_wffz
+        } else {
+            with_wffz
+        };
+        refused(
+            &w.get("li", &format!("search?q={other}"), Some(consent)),
+            403,
+            "consent_mismatch",
+        );
+    }
+    // With consent, the restricted source is refused by name (the caller named it) the same
+    // way whether or not it holds the person.
+    let a = w.get(
+        "li",
+        &format!("records?source=gaj.wffz&eq=sfzh:{with_wffz}"),
+        Some(&consents[0]),
+    );
+    let b = w.get(
+        "li",
+        &format!("records?source=gaj.wffz&eq=sfzh:{without_wffz}"),
+        Some(&consents[1]),
+    );
+    refused(&a, 403, "no_grant");
+    assert_eq!(without(&a, with_wffz), without(&b, without_wffz));
+    // A query naming two persons cannot be consented at once.
+    refused(
+        &w.get(
+            "li",
+            &format!("records?source=mzj.dbjz&eq=sfzh:{with_wffz}&eq=sfzh:{without_wffz}"),
+            Some(&consents[0]),
+        ),
+        400,
+        "too_many_persons",
+    );
+}
+
+/// Issue 15 finding 4 (R-AUD-1, R-AUD-3): a search and a combined query that return person P's
+/// records — without naming P, so without P's consent — are in P's access history, with the
+/// user and endpoint, and not in the history of a person they did not return.
+#[test]
+fn finding_4_a_search_or_query_that_returned_a_person_is_in_their_access_history() {
+    let w = World::start(|_| {});
+    let (p, name) = residents(&w);
+    let (s, b) = w.get("li", &format!("search?q={}", urlencode(&name)), None);
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        b["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["record"]["person_id"] == p[0].as_str()),
+        "the name finds person 0: {b}"
+    );
+    let (s, b) = w.get("li", "records?source=mzj.dbjz&page_size=1", None);
+    assert_eq!(s, 200, "{b}");
+    let first = b["results"][0]["person_id"].as_str().unwrap().to_string();
+    w.audit_settled();
+    let history = |id: &str| {
+        let (s, b) = w.get("shen", &format!("persons/{id}/accesses"), None);
+        assert_eq!(s, 200, "{b}");
+        b["accesses"].as_array().unwrap().clone()
+    };
+    let reads = |accesses: &[Value], endpoint: &str| {
+        accesses
+            .iter()
+            .filter(|a| {
+                a["access"]["endpoint"] == endpoint
+                    && a["access"]["user"] == "li"
+                    && a["access"]["outcome"] == "ok"
+            })
+            .count()
+    };
+    let h0 = history(&p[0]);
+    assert_eq!(reads(&h0, "GET /api/v1/search"), 1, "{h0:?}");
+    let hf = history(&first);
+    assert!(reads(&hf, "GET /api/v1/records") >= 1, "{hf:?}");
+    // The page of one record returned one person only.
+    for other in p.iter().filter(|id| **id != first) {
+        assert_eq!(reads(&history(other), "GET /api/v1/records"), 0, "{other}");
+    }
+    // Each access carries its proof and the number of persons the read returned.
+    let a = h0
+        .iter()
+        .find(|a| a["access"]["endpoint"] == "GET /api/v1/search")
+        .unwrap();
+    assert!(a["access"]["persons"].as_u64().unwrap() >= 1, "{a}");
+    assert!(a["proof"]["entry"]["persons"]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|id| *id == p[0].as_str()));
+}
