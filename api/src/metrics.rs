@@ -107,6 +107,18 @@ pub fn render(ctx: &ApiContext, sync: Option<&Value>) -> String {
             "rejected_total",
         ),
         (
+            "govchain_sync_rejected",
+            "gauge",
+            "Refused records kept for the operator to list and retry (R-SYN-3).",
+            "rejected",
+        ),
+        (
+            "govchain_sync_rejected_dropped_total",
+            "counter",
+            "Refused records dropped, oldest first, because the kept list was full.",
+            "rejected_dropped",
+        ),
+        (
             "govchain_sync_pending",
             "gauge",
             "Records waiting in the outbox (in flight included).",
@@ -145,7 +157,7 @@ pub fn render(ctx: &ApiContext, sync: Option<&Value>) -> String {
 }
 
 /// `GET /api/v1/metrics`.
-#[utoipa::path(get, path = "/api/v1/metrics", responses((status = 200, description = "Prometheus text format: height, mempool, audit backlog, and per data source the sync health, failures, queue, commits and cursor")))]
+#[utoipa::path(get, path = "/api/v1/metrics", responses((status = 200, description = "Prometheus text format: height, mempool, audit backlog, and per data source the sync health, failures, refused records kept and dropped, queue, commits and cursor")))]
 pub async fn metrics(State(ctx): State<ApiContext>) -> impl IntoResponse {
     let sync = ctx.sync.as_ref().map(|s| s.status());
     (

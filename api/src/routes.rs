@@ -86,6 +86,11 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/metrics", get(crate::metrics::metrics))
         .route("/api/v1/sync/status", get(crate::sync::status))
         .route("/api/v1/sync/history", get(crate::sync::history))
+        .route("/api/v1/sync/rejected", get(crate::sync::rejected))
+        .route(
+            "/api/v1/sync/rejected/retry",
+            post(crate::sync::retry_rejected),
+        )
         .route("/api/v1/sync/run", post(crate::sync::run))
         .route("/api/v1/sync/pull", post(crate::sync::pull))
         .route("/api/v1/openapi.json", get(openapi))
@@ -136,6 +141,8 @@ pub fn router(ctx: ApiContext) -> Router {
         crate::metrics::metrics,
         crate::sync::status,
         crate::sync::history,
+        crate::sync::rejected,
+        crate::sync::retry_rejected,
         crate::sync::run,
         crate::sync::pull
     )

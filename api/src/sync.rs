@@ -1,5 +1,6 @@
 //! Synchronization with department systems as the API sees it (R-SYN-1…3): the status and
-//! history of this node's connectors, a manual run, and the pull-through that refreshes a
+//! history of this node's connectors, the records they refused (listed and retried), a manual
+//! run, and the pull-through that refreshes a
 //! person's records before a person file is answered. The connectors themselves live in the
 //! node (`govchain-node`); the API reaches them through [`SyncService`].
 
@@ -56,6 +57,13 @@ pub trait SyncService: Send + Sync + 'static {
     fn history(&self, source: &str, limit: usize) -> Option<Value>;
     /// Starts a run of `source` now; Err names why not (unknown source, already running).
     fn trigger(&self, source: &str) -> Result<(), String>;
+    /// The refused records kept for `source`, newest first, with how many are kept and how
+    /// many were dropped (None: no connector for it; Err: the outbox could not be read).
+    fn rejected(&self, source: &str, limit: usize) -> Option<Result<Value, String>>;
+    /// Validates the refused records of `source` again with the current catalog: those that
+    /// pass are queued for the chain, the others keep the new reason; then starts a run (if
+    /// none is in progress) so that fixes the department system made since come in too.
+    fn retry_rejected(&self, source: &str) -> Option<Result<Value, String>>;
     /// Sources whose systems keep failing.
     fn unhealthy(&self) -> Vec<String>;
     /// The department owning `source` if this node runs its connector.
@@ -166,6 +174,50 @@ pub async fn history(
     })?;
     audit_call(&ctx, &caller, format!("sync history {source}"), "ok");
     Ok(Json(h))
+}
+
+/// `GET /api/v1/sync/rejected?source=ID`: the records of one source that failed validation
+/// (R-SYN-3), newest first, with the reason, the time and the run; and how many are kept and
+/// how many were dropped because the list was full.
+#[utoipa::path(get, path = "/api/v1/sync/rejected", params(("source" = String, Query, min_length = 1, description = "data source id"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "most records listed, 1-1000, default 50")), responses((status = 200, description = "kept (records in the list), dropped (oldest dropped because the list was full), keep (the cap) and records, newest first: key, seq, reason, refused_at, checked_at, run, checks, key_bytes, payload_bytes"), (status = 400, description = "source missing, limit out of range or an unknown parameter"), (status = 401, description = "no, bad, stale or replayed credentials"), (status = 403, description = "not an operator (system administrator, auditor or this department's administrator)"), (status = 404, description = "the node runs no connectors, or none for this source"), (status = 500, description = "the node's outbox could not be read")))]
+pub async fn rejected(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let caller = operator_caller(&ctx, &headers, &uri, "GET", "sync rejected", false)?;
+    let (source, limit) = source_query(&uri, &["source", "limit"])?;
+    let r = service(&ctx)?.rejected(&source, limit).ok_or_else(|| {
+        ApiError::not_found(format!("this node has no connector for source {source}"))
+    })?;
+    let outcome = if r.is_ok() { "ok" } else { "error" };
+    audit_call(&ctx, &caller, format!("sync rejected {source}"), outcome);
+    Ok(Json(r.map_err(ApiError::internal)?))
+}
+
+/// `POST /api/v1/sync/rejected/retry?source=ID`: validates the refused records of one source
+/// again with the current catalog; those that pass go to the chain, the others stay with the
+/// new reason; then a run starts (unless one is in progress) to fetch what the department
+/// system fixed since.
+#[utoipa::path(post, path = "/api/v1/sync/rejected/retry", params(("source" = String, Query, description = "data source id")), responses((status = 200, description = "retry: the check as a run record (fetched = checked, resolved = passed, queued, unchanged, rejected = still refused); run_started: whether a run started"), (status = 400, description = "source missing or an unknown parameter"), (status = 401, description = "no, bad, stale or replayed credentials"), (status = 403, description = "not the system administrator or this department's administrator"), (status = 404, description = "the node runs no connectors, or none for this source"), (status = 500, description = "the node's outbox could not be read or written")))]
+pub async fn retry_rejected(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let caller = operator_caller(&ctx, &headers, &uri, "POST", "sync retry-rejected", true)?;
+    let (source, _) = source_query(&uri, &["source"])?;
+    let r = service(&ctx)?.retry_rejected(&source).ok_or_else(|| {
+        ApiError::not_found(format!("this node has no connector for source {source}"))
+    })?;
+    let outcome = if r.is_ok() { "ok" } else { "error" };
+    audit_call(
+        &ctx,
+        &caller,
+        format!("sync retry-rejected {source}"),
+        outcome,
+    );
+    Ok(Json(r.map_err(ApiError::internal)?))
 }
 
 /// `POST /api/v1/sync/run?source=ID`: starts a run of one source now (outside its schedule).

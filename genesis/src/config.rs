@@ -90,7 +90,14 @@ pub struct ConnectorConfig {
     /// Consecutive failed requests after which the source is reported unhealthy. Default 5.
     #[serde(default = "defaults::unhealthy_after")]
     pub unhealthy_after: u32,
+    /// Refused records kept per source for the operator to list and retry, 1..=
+    /// [`MAX_REJECTED_KEEP`]; past it the oldest are dropped and counted. Default 1000.
+    #[serde(default = "defaults::rejected_keep")]
+    pub rejected_keep: usize,
 }
+
+/// Most refused records a connector may keep per source (`rejected_keep`).
+pub const MAX_REJECTED_KEEP: usize = 10_000;
 
 impl ConnectorConfig {
     /// A connector for `source` at `endpoint` with every default.
@@ -111,7 +118,42 @@ impl ConnectorConfig {
             retry_base_ms: defaults::retry_base_ms(),
             retry_max_ms: defaults::retry_max_ms(),
             unhealthy_after: defaults::unhealthy_after(),
+            rejected_keep: defaults::rejected_keep(),
         }
+    }
+
+    /// Checks the limits of one connector; the error names the source and the key.
+    pub fn check(&self) -> Result<(), String> {
+        let max = govchain_chaincode::records::MAX_RECORDS_PER_BATCH;
+        if self.page == 0 || self.page > 5000 || self.batch == 0 || self.batch > max {
+            return Err(format!(
+                "connector {}: page must be 1..=5000 and batch 1..={max}",
+                self.source
+            ));
+        }
+        if self.inflight == 0
+            || self.timeout_ms == 0
+            || self.attempts == 0
+            || self.unhealthy_after == 0
+        {
+            return Err(format!(
+                "connector {}: inflight, timeout_ms, attempts and unhealthy_after must be positive",
+                self.source
+            ));
+        }
+        if self.rejected_keep == 0 || self.rejected_keep > MAX_REJECTED_KEEP {
+            return Err(format!(
+                "connector {}: rejected_keep must be 1..={MAX_REJECTED_KEEP}",
+                self.source
+            ));
+        }
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            return Err(format!(
+                "connector {}: endpoint must be an http(s) URL",
+                self.source
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -332,6 +374,9 @@ mod defaults {
     pub fn unhealthy_after() -> u32 {
         5
     }
+    pub fn rejected_keep() -> usize {
+        1000
+    }
     pub fn p2p_listen() -> String {
         "/ip4/127.0.0.1/tcp/9701".into()
     }
@@ -436,24 +481,8 @@ impl NodeConfig {
             if !seen.insert(k.source.as_str()) {
                 return bad(&format!("two connectors for source {}", k.source));
             }
-            let max = govchain_chaincode::records::MAX_RECORDS_PER_BATCH;
-            if k.page == 0 || k.page > 5000 || k.batch == 0 || k.batch > max {
-                return bad(&format!(
-                    "connector {}: page must be 1..=5000 and batch 1..={max}",
-                    k.source
-                ));
-            }
-            if k.inflight == 0 || k.timeout_ms == 0 || k.attempts == 0 || k.unhealthy_after == 0 {
-                return bad(&format!(
-                    "connector {}: inflight, timeout_ms, attempts and unhealthy_after must be positive",
-                    k.source
-                ));
-            }
-            if !(k.endpoint.starts_with("http://") || k.endpoint.starts_with("https://")) {
-                return bad(&format!(
-                    "connector {}: endpoint must be an http(s) URL",
-                    k.source
-                ));
+            if let Err(m) = k.check() {
+                return bad(&m);
             }
         }
         Ok(())
@@ -491,5 +520,22 @@ mod tests {
         let e = parse("department = \"gaj\"\n[api]\nconsent_phone_source = \"Bad Source\"\n")
             .unwrap_err();
         assert!(e.to_string().contains("consent_phone_source"), "{e}");
+    }
+
+    /// Issue 15 finding 10: the refused records a connector keeps are bounded by
+    /// `rejected_keep`, 1..=MAX_REJECTED_KEEP, checked at start.
+    #[test]
+    fn rejected_keep_is_checked_at_its_limits() {
+        let with = |n: usize| ConnectorConfig {
+            rejected_keep: n,
+            ..ConnectorConfig::new("gaj.jzz", "http://127.0.0.1:9")
+        };
+        assert_eq!(ConnectorConfig::new("a", "http://x").rejected_keep, 1000);
+        assert!(with(1).check().is_ok());
+        assert!(with(MAX_REJECTED_KEEP).check().is_ok());
+        for bad in [0, MAX_REJECTED_KEEP + 1] {
+            let e = with(bad).check().unwrap_err();
+            assert!(e.contains("rejected_keep must be 1..=10000"), "{e}");
+        }
     }
 }

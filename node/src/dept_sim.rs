@@ -10,9 +10,10 @@
 //! Invariants: within a source, `seq` is unique and strictly increases with each change (initial
 //! records get `1..=records` in resident order); the feed, the key map and the person index
 //! always describe the same records; a touched record keeps its key and person, gets new content
-//! and still validates against its source.
+//! and still validates against its source; a record whose field is set (`set`, bad data for
+//! tests of refusals) keeps its key and person, and validates only if the value does.
 //!
-//! Never: faults on the control endpoints (digest, touch, stats); record keys, person ids or
+//! Never: faults on the control endpoints (digest, touch, set, stats); record keys, person ids or
 //! payloads in logs or error messages (they are personal data on a real system); a lock held
 //! across an `.await`.
 //!

@@ -79,6 +79,35 @@ enum SyncCmd {
         #[arg(long)]
         key: PathBuf,
     },
+    /// The records of one source that failed validation, newest first, with the reason, and
+    /// how many were dropped because the list was full.
+    Rejected {
+        /// The data source.
+        #[arg(long)]
+        source: String,
+        /// Most records listed.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// The node's API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        url: String,
+        /// Key file of an operator.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Validate the refused records of one source again with the current catalog (those that
+    /// pass go to the chain), then start a run for what the department system fixed.
+    RetryRejected {
+        /// The data source.
+        #[arg(long)]
+        source: String,
+        /// The node's API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        url: String,
+        /// Key file of the system administrator or a department administrator.
+        #[arg(long)]
+        key: PathBuf,
+    },
     /// The latest runs of one source.
     History {
         /// The data source.
@@ -98,7 +127,8 @@ enum SyncCmd {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Synchronization with department systems: status, a manual run, run history.
+    /// Synchronization with department systems: status, a manual run, run history, refused
+    /// records (listed, retried).
     Sync {
         #[command(subcommand)]
         cmd: SyncCmd,
@@ -647,6 +677,29 @@ fn main() -> anyhow::Result<()> {
                     "POST",
                     format!(
                         "sync/run?source={}",
+                        govchain_node::client::encode_path(&source)
+                    ),
+                    url,
+                    key,
+                ),
+                SyncCmd::Rejected {
+                    source,
+                    limit,
+                    url,
+                    key,
+                } => (
+                    "GET",
+                    format!(
+                        "sync/rejected?source={}&limit={limit}",
+                        govchain_node::client::encode_path(&source)
+                    ),
+                    url,
+                    key,
+                ),
+                SyncCmd::RetryRejected { source, url, key } => (
+                    "POST",
+                    format!(
+                        "sync/rejected/retry?source={}",
                         govchain_node::client::encode_path(&source)
                     ),
                     url,

@@ -165,8 +165,15 @@ pub struct RunRecord {
     pub queued: u64,
     /// Records already on chain or already queued.
     pub unchanged: u64,
-    /// Records refused (not valid for the source); never submitted.
+    /// Records refused (not valid for the source); never submitted, kept in the refused list.
     pub rejected: u64,
+    /// Refused records replaced by a valid version (a fix at the department system, or a
+    /// retry that now passes).
+    #[serde(default)]
+    pub resolved: u64,
+    /// Refused records dropped from the list, oldest first, because it was full.
+    #[serde(default)]
+    pub dropped: u64,
     /// Records committed while the run lasted.
     pub committed: u64,
     /// Failed requests (each retried).
@@ -186,6 +193,8 @@ struct Outbox {
     /// Transactions waiting for commit and their records' (key, hash).
     inflight: HashMap<TxId, Vec<(String, [u8; 32])>>,
     inflight_keys: HashSet<String>,
+    /// The refused records' counts.
+    refused: RefusedCounts,
 }
 
 #[derive(Debug, Default)]
@@ -246,6 +255,7 @@ impl Connector {
             .last()
             .and_then(|(_, v)| serde_json::from_slice::<RunRecord>(v).ok());
         let next_run_id = last_run.as_ref().map_or(1, |r| r.id + 1);
+        let refused = refused::load_counts(&store, &cfg.source)?;
         Ok(Arc::new(Self {
             cfg,
             source: Mutex::new(source),
@@ -256,6 +266,7 @@ impl Connector {
             clock,
             outbox: Mutex::new(Outbox {
                 pending,
+                refused,
                 ..Outbox::default()
             }),
             health: Mutex::new(Health {
@@ -474,9 +485,9 @@ impl Connector {
     /// Status as JSON.
     pub fn status(&self) -> Value {
         let h = self.health();
-        let (pending, inflight) = {
+        let (pending, inflight, refused) = {
             let ob = self.lock_outbox();
-            (ob.pending, ob.inflight.len())
+            (ob.pending, ob.inflight.len(), ob.refused)
         };
         json!({
             "source": self.cfg.source,
@@ -488,6 +499,8 @@ impl Connector {
             "consecutive_failures": h.consecutive_failures,
             "failures_total": h.failures_total,
             "rejected_total": h.rejected_total,
+            "rejected": refused.kept,
+            "rejected_dropped": refused.dropped,
             "last_error": h.last_error,
             "last_error_at": h.last_error_at,
             "last_success_at": h.last_success_at,
@@ -503,8 +516,11 @@ impl Connector {
 }
 
 mod outbox;
+mod refused;
 mod service;
 use outbox::*;
+use refused::RefusedBook;
+pub use refused::{RefusedCounts, RefusedRecord, MAX_REASON_BYTES};
 pub use service::Connectors;
 
 #[cfg(test)]

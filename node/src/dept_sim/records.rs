@@ -2,6 +2,7 @@
 //! person index, and the pages they give.
 
 use super::*;
+use server::Refusal;
 
 /// A record's raw payload as the department system delivers it (the shape `crate::synth` uses).
 pub(super) fn raw_payload(source_id: &str, fields: &BTreeMap<String, String>) -> String {
@@ -146,6 +147,42 @@ impl Records {
         self.feed.insert(seq, key.to_string());
         self.last_seq = seq;
         Some((seq, payload))
+    }
+
+    /// Sets field `field` of record `key` to `value` as delivered — whether or not the result
+    /// is valid for the source (a department system's bad data, for tests of refusals) — and
+    /// gives it the next `seq`. Refused for the record key and person fields (the key map and
+    /// the person index stay as they are).
+    pub(super) fn set_field(
+        &mut self,
+        source: &DataSource,
+        key: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<(u64, String), Refusal> {
+        if field == source.record_key_field || source.person_field.as_deref() == Some(field) {
+            return Err(Refusal::BadQuery(
+                "the record key and person fields cannot be set",
+            ));
+        }
+        let seq = self.last_seq + 1;
+        let entry = self.by_key.get_mut(key).ok_or(Refusal::UnknownRecord)?;
+        let mut payload: serde_json::Value = serde_json::from_str(&entry.payload)
+            .expect("invariant: the simulator's payloads are JSON objects");
+        payload["data"][field] = serde_json::Value::String(value.to_string());
+        let payload = payload.to_string();
+        let old_seq = std::mem::replace(&mut entry.seq, seq);
+        entry.payload_hash = payload_hash(payload.as_bytes());
+        entry.payload.clone_from(&payload);
+        let moved = self.feed.remove(&old_seq);
+        assert_eq!(
+            moved.as_deref(),
+            Some(key),
+            "invariant: feed and keys agree"
+        );
+        self.feed.insert(seq, key.to_string());
+        self.last_seq = seq;
+        Ok((seq, payload))
     }
 
     pub(super) fn page_record<'a>(&'a self, key: &'a str) -> PageRecordRef<'a> {

@@ -93,6 +93,7 @@ impl DeptSim {
             .route("/sources/{id}/persons/{pid}", get(person_records))
             .route("/sources/{id}/digest", get(digest))
             .route("/sources/{id}/records/{key}/touch", post(touch))
+            .route("/sources/{id}/records/{key}/set", post(set_field))
             .route("/stats", get(stats))
             .with_state(Arc::clone(self))
     }
@@ -108,6 +109,32 @@ impl DeptSim {
     /// the old content back.
     pub fn touch(&self, source: &str, key: &str) -> Option<String> {
         self.touch_record(source, key).map(|(_, payload)| payload)
+    }
+
+    /// Sets field `field` of record `key` of `source` to `value` as delivered, valid or not
+    /// (bad data at the department system), with the next change sequence number; returns
+    /// (seq, payload). Refused for an unknown source or key, and for the record key and person
+    /// fields.
+    pub fn set_field(
+        &self,
+        source: &str,
+        key: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<(u64, String), String> {
+        self.set_record_field(source, key, field, value)
+            .map_err(|r| r.message().to_string())
+    }
+
+    fn set_record_field(
+        &self,
+        source: &str,
+        key: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<(u64, String), Refusal> {
+        let s = self.sources.get(source).ok_or(Refusal::UnknownSource)?;
+        lock(&s.records).set_field(&s.source, key, field, value)
     }
 
     pub(super) fn touch_record(&self, source: &str, key: &str) -> Option<(u64, String)> {
@@ -208,9 +235,9 @@ pub(super) struct ErrorBody {
     pub(super) error: &'static str,
 }
 
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let (status, error) = match self {
+impl Refusal {
+    fn status_and_message(self) -> (StatusCode, &'static str) {
+        match self {
             Refusal::Unauthorized => (StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
             Refusal::UnknownSource => (StatusCode::NOT_FOUND, "unknown source"),
             Refusal::UnknownRecord => (StatusCode::NOT_FOUND, "unknown record key"),
@@ -219,7 +246,18 @@ impl IntoResponse for Refusal {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "injected fault: internal error",
             ),
-        };
+        }
+    }
+
+    /// What the answer's `error` says.
+    pub(super) fn message(self) -> &'static str {
+        self.status_and_message().1
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, error) = self.status_and_message();
         let mut response = (status, Json(ErrorBody { error })).into_response();
         if self == Refusal::Unauthorized {
             response.headers_mut().insert(
@@ -314,6 +352,23 @@ pub(super) async fn touch(
 ) -> Result<Json<TouchReply>, Refusal> {
     sim.admit(&headers, &id)?;
     let (seq, payload) = sim.touch_record(&id, &key).ok_or(Refusal::UnknownRecord)?;
+    Ok(Json(TouchReply { key, seq, payload }))
+}
+
+/// `POST /sources/{id}/records/{key}/set?field=F&value=V` (control): bad data at the
+/// department system.
+pub(super) async fn set_field(
+    State(sim): Sim,
+    Path((id, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Json<TouchReply>, Refusal> {
+    sim.admit(&headers, &id)?;
+    let Query(query) = query.map_err(|_| Refusal::BadQuery("malformed query string"))?;
+    let (Some(field), Some(value)) = (query.get("field"), query.get("value")) else {
+        return Err(Refusal::BadQuery("field and value are required"));
+    };
+    let (seq, payload) = sim.set_record_field(&id, &key, field, value)?;
     Ok(Json(TouchReply { key, seq, payload }))
 }
 

@@ -814,3 +814,72 @@ fn cli_arguments_pick_default_sources_codecs_and_faults() {
         SimError::BadRate(_)
     ));
 }
+
+/// Bad data at the department system (issue 15 finding 10's tests): `set` writes a field's
+/// value as given, valid or not, as a new change at the feed end; the key and person fields,
+/// unknown keys and a missing value are refused.
+#[tokio::test]
+async fn set_writes_bad_data_as_a_new_change_over_http() {
+    let server = Server::start(config(vec![sim_source("gaj.jzz", "plain")], 10)).await;
+    let before = walk(&server, "gaj.jzz", 500).await;
+    let old = before[2].clone();
+    let post = |path: String| {
+        server
+            .http
+            .post(format!("{}{path}", server.base))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    let r = post(format!(
+        "/sources/gaj.jzz/records/{}/set?field=zjzt&value=%E5%BE%85%E5%AE%A1",
+        old.key
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let set: TouchReply = r.json().await.unwrap();
+    assert_eq!(set.seq, 11);
+    let tail = server.page("/sources/gaj.jzz/records?since=10").await;
+    assert_eq!(tail.records.len(), 1);
+    assert_eq!(
+        (&tail.records[0].key, &tail.records[0].person),
+        (&old.key, &old.person)
+    );
+    let v: serde_json::Value = serde_json::from_str(&tail.records[0].payload).unwrap();
+    assert_eq!(v["data"]["zjzt"], "待审");
+    for (path, status) in [
+        (
+            format!(
+                "/sources/gaj.jzz/records/{}/set?field=sfzh&value=1",
+                old.key
+            ),
+            400,
+        ),
+        (
+            format!(
+                "/sources/gaj.jzz/records/{}/set?field=jzzbh&value=1",
+                old.key
+            ),
+            400,
+        ),
+        (
+            format!("/sources/gaj.jzz/records/{}/set?field=zjzt", old.key),
+            400,
+        ),
+        (
+            "/sources/gaj.jzz/records/nosuch/set?field=zjzt&value=x".to_string(),
+            404,
+        ),
+    ] {
+        assert_eq!(
+            post(path.clone()).await.unwrap().status().as_u16(),
+            status,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        walk(&server, "gaj.jzz", 500).await.len(),
+        10,
+        "nothing else changed"
+    );
+}

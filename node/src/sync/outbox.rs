@@ -1,7 +1,8 @@
 //! The connector's durable outbox in RocksDB (column family `outbox`, node-local): the cursor
-//! (`sync/c/`), queued records (`sync/p/`), signed transactions in flight (`sync/f/`) and the run
-//! history (`sync/h/`). Records and the cursor that fetched them are written in one synced
-//! batch; a record leaves only when the transaction carrying it is committed.
+//! (`sync/c/`), queued records (`sync/p/`), signed transactions in flight (`sync/f/`), the run
+//! history (`sync/h/`) and the refused records (`sync/r/`, [`super::refused`]). Records, the
+//! refusals among them and the cursor that fetched them are written in one synced batch; a
+//! record leaves only when the transaction carrying it is committed.
 
 use super::*;
 
@@ -41,81 +42,136 @@ pub(super) fn p_hist(src: &str) -> Vec<u8> {
     format!("sync/h/{src}/").into_bytes()
 }
 
+/// The writes of one batch into the outbox: queued records, the cursor, refused records.
+pub(super) struct Batch<'a> {
+    pub(super) puts: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub(super) refused: RefusedBook<'a>,
+    queued: Vec<String>,
+    new_keys: u64,
+}
+
 impl Connector {
+    /// The source's definition as the chain holds it now (kept for when the chain cannot be
+    /// read).
+    pub(super) fn current_source(&self) -> DataSource {
+        let mut s = self.source.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(Some(on_chain)) = source_on_chain(&self.store, &self.cfg.source) {
+            *s = on_chain;
+        }
+        s.clone()
+    }
+
+    pub(super) fn batch(&self, ob: &Outbox) -> Batch<'_> {
+        Batch {
+            puts: BTreeMap::new(),
+            refused: RefusedBook::new(&self.store, &self.cfg.source, ob.refused),
+            queued: Vec::new(),
+            new_keys: 0,
+        }
+    }
+
     /// Writes the entries that are new or changed into the outbox, with `cursor` in the same
-    /// durable batch. Returns the keys of the queued records.
+    /// durable batch; keeps those that are not valid for the source as refused records (a
+    /// valid version of a refused key resolves its refusal). Returns the keys of the queued
+    /// records.
     pub(super) fn ingest(
         &self,
         entries: &[PageEntry],
         cursor: Option<u64>,
         run: &mut RunRecord,
     ) -> Result<Vec<String>, StoreError> {
-        if let Ok(Some(s)) = source_on_chain(&self.store, &self.cfg.source) {
-            *self.source.lock().unwrap_or_else(|e| e.into_inner()) = s;
-        }
-        let source = self
-            .source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let src = &self.cfg.source;
+        let source = self.current_source();
         let mut ob = self.lock_outbox();
-        let mut puts: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut queued = Vec::new();
-        let mut new_keys = 0;
+        let mut b = self.batch(&ob);
+        let now = self.clock.now_ms();
         run.fetched += entries.len() as u64;
         for e in entries {
-            let record = match to_record(&source, e) {
-                Ok(r) => r,
+            match to_record(&source, e) {
+                Ok(record) => {
+                    if b.refused.resolve(&e.key)? {
+                        run.resolved += 1;
+                    }
+                    self.queue(&mut b, &e.key, record, run)?;
+                }
                 Err(reason) => {
                     run.rejected += 1;
                     run.last_error = Some(format!("record {:?} refused: {reason}", e.key));
                     self.health().rejected_total += 1;
-                    continue;
-                }
-            };
-            let hash = content_hash(&record);
-            // Idempotency key (source, record key, content hash): on chain already?
-            if let Some(b) = self.store.state_get(&keys::record(src, &e.key))? {
-                if codec::decode::<StoredRecord>(&b, RECORD_LIMIT).is_ok_and(|s| s.record == record)
-                {
-                    run.unchanged += 1;
-                    continue;
+                    b.refused
+                        .refuse(&RefusedRecord::new(e, &reason, now, run.id))?;
                 }
             }
-            // … or waiting in the outbox?
-            let pk = k_pending(src, &e.key);
-            let waiting = match puts.get(&pk) {
-                Some(v) => Some(v.clone()),
-                None => self.store.get_raw(CF_OUTBOX, &pk)?,
-            };
-            match waiting.as_deref().map(pending_hash) {
-                Some(Some(h)) if h == hash => {
-                    run.unchanged += 1;
-                    continue;
-                }
-                Some(_) => {}
-                None => new_keys += 1,
-            }
-            puts.insert(
-                pk,
-                codec::encode_infallible(&Pending {
-                    hash,
-                    record: record.clone(),
-                }),
-            );
-            queued.push(e.key.clone());
         }
         if let Some(c) = cursor {
-            puts.insert(k_cursor(src), c.to_be_bytes().to_vec());
+            b.puts
+                .insert(k_cursor(&self.cfg.source), c.to_be_bytes().to_vec());
         }
-        if !puts.is_empty() {
+        self.write_batch(&mut ob, b, run)
+    }
+
+    /// Queues a valid `record` of `key` unless its content is already on chain or waiting
+    /// (idempotency key: source, record key, content hash).
+    pub(super) fn queue(
+        &self,
+        b: &mut Batch<'_>,
+        key: &str,
+        record: Record,
+        run: &mut RunRecord,
+    ) -> Result<(), StoreError> {
+        let src = &self.cfg.source;
+        let hash = content_hash(&record);
+        if let Some(bytes) = self.store.state_get(&keys::record(src, key))? {
+            if codec::decode::<StoredRecord>(&bytes, RECORD_LIMIT).is_ok_and(|s| s.record == record)
+            {
+                run.unchanged += 1;
+                return Ok(());
+            }
+        }
+        let pk = k_pending(src, key);
+        let waiting = match b.puts.get(&pk) {
+            Some(v) => Some(v.clone()),
+            None => self.store.get_raw(CF_OUTBOX, &pk)?,
+        };
+        match waiting.as_deref().map(pending_hash) {
+            Some(Some(h)) if h == hash => {
+                run.unchanged += 1;
+                return Ok(());
+            }
+            Some(_) => {}
+            None => b.new_keys += 1,
+        }
+        b.puts
+            .insert(pk, codec::encode_infallible(&Pending { hash, record }));
+        b.queued.push(key.to_string());
+        Ok(())
+    }
+
+    /// Writes `b` in one durable batch and updates the counts; returns the queued keys.
+    pub(super) fn write_batch(
+        &self,
+        ob: &mut Outbox,
+        b: Batch<'_>,
+        run: &mut RunRecord,
+    ) -> Result<Vec<String>, StoreError> {
+        let Batch {
+            mut puts,
+            refused,
+            queued,
+            new_keys,
+        } = b;
+        let refused = refused.finish(self.cfg.rejected_keep)?;
+        puts.extend(refused.puts);
+        if !puts.is_empty() || !refused.deletes.is_empty() {
             let puts: Vec<(Vec<u8>, Vec<u8>)> = puts.into_iter().collect();
-            self.store.write_raw(CF_OUTBOX, &puts, &[])?;
+            self.store.write_raw(CF_OUTBOX, &puts, &refused.deletes)?;
         }
         ob.pending += new_keys;
+        ob.refused = refused.counts;
         run.queued += queued.len() as u64;
-        drop(ob);
+        run.dropped += refused.dropped;
+        if refused.dropped > 0 {
+            tracing::warn!(target: "node.sync", source = %self.cfg.source, dropped = refused.dropped, keep = self.cfg.rejected_keep, "refused records over the cap: the oldest were dropped (counted)");
+        }
         if !queued.is_empty() {
             self.wake.notify_one();
         }
@@ -244,11 +300,16 @@ impl Connector {
             ob.inflight_keys.remove(k);
         }
         let mut deletes = vec![k_flight(src, id)];
-        let source = self
-            .source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let source = if committed {
+            self.source
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        } else {
+            self.current_source()
+        };
+        let mut refused = RefusedBook::new(&self.store, src, ob.refused);
+        let now = self.clock.now_ms();
         for (key, hash) in &items {
             let pk = k_pending(src, key);
             let Some(v) = self.store.get_raw(CF_OUTBOX, &pk)? else {
@@ -257,19 +318,38 @@ impl Connector {
             let drop_it = if committed {
                 pending_hash(&v) == Some(*hash)
             } else {
-                codec::decode::<Pending>(&v, MAX_TX_BYTES)
-                    .map(|p| p.record.validate(&source).is_err())
-                    .unwrap_or(true)
+                // The chain refused the batch: a record no longer valid for the source is
+                // kept as refused, with the reason; the others stay queued.
+                match codec::decode::<Pending>(&v, MAX_TX_BYTES) {
+                    Ok(p) => match p.record.validate(&source) {
+                        Ok(_) => false,
+                        Err(reason) => {
+                            let e = PageEntry {
+                                key: key.clone(),
+                                seq: 0,
+                                payload: String::from_utf8_lossy(&p.record.raw).into_owned(),
+                            };
+                            let reason = format!("refused by the chain: {reason}");
+                            refused.refuse(&RefusedRecord::new(&e, &reason, now, 0))?;
+                            self.health().rejected_total += 1;
+                            true
+                        }
+                    },
+                    Err(e) => {
+                        tracing::error!(target: "node.sync", source = %src, error = %e, "unreadable outbox entry dropped");
+                        true
+                    }
+                }
             };
             if drop_it {
                 deletes.push(pk);
                 ob.pending = ob.pending.saturating_sub(1);
-                if !committed {
-                    self.health().rejected_total += 1;
-                }
             }
         }
-        self.store.write_raw(CF_OUTBOX, &[], &deletes)?;
+        let refused = refused.finish(self.cfg.rejected_keep)?;
+        deletes.extend(refused.deletes);
+        self.store.write_raw(CF_OUTBOX, &refused.puts, &deletes)?;
+        ob.refused = refused.counts;
         if committed {
             self.committed
                 .fetch_add(items.len() as u64, Ordering::Relaxed);

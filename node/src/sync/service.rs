@@ -258,6 +258,23 @@ impl SyncService for Connectors {
         Ok(())
     }
 
+    fn rejected(&self, source: &str, limit: usize) -> Option<Result<Value, String>> {
+        let c = self.conns.get(source)?;
+        Some(blocking(|| c.rejected(limit)).map_err(|e| format!("outbox: {e}")))
+    }
+
+    fn retry_rejected(&self, source: &str) -> Option<Result<Value, String>> {
+        let c = self.conns.get(source)?;
+        let retry = match blocking(|| c.retry_rejected()) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(format!("outbox: {e}"))),
+        };
+        let run_started = self.trigger(source).is_ok();
+        Some(Ok(
+            json!({"source": source, "retry": retry, "run_started": run_started}),
+        ))
+    }
+
     fn department_of(&self, source: &str) -> Option<String> {
         self.conns.get(source).map(|_| self.ctx.department.clone())
     }

@@ -267,3 +267,5 @@ async fn a_run_stops_when_its_window_closes_and_the_next_goes_on() {
     assert_eq!((r.outcome.as_str(), r.fetched, r.queued), ("ok", 200, 200));
     assert_eq!((conn.cursor(), conn.pending()), (300, 300));
 }
+
+mod refused;
