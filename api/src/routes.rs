@@ -95,9 +95,52 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/sync/pull", post(crate::sync::pull))
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::map_response(error_shape))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ctx)
 }
+
+/// Gives every refusal the API's error shape: axum's own rejections (a query string or JSON
+/// body that does not deserialize, a body over the limit, a wrong method) answer plain text or
+/// nothing; they become `{"error": {"code", "message"}}` with the same status and headers.
+/// (Found by the `api_request` fuzz target.)
+async fn error_shape(resp: Response) -> Response {
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT_BYTES)
+        .await
+        .unwrap_or_default();
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("refused").to_string(),
+        t => t.to_string(),
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        _ => "refused",
+    };
+    let shaped = ApiError::new(status, code, message).into_response();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    let (shaped_parts, body) = shaped.into_parts();
+    parts.headers.extend(shaped_parts.headers);
+    Response::from_parts(parts, body)
+}
+
+/// Most bytes of an axum rejection's text kept in the error message.
+const MAX_REJECTION_TEXT_BYTES: usize = 4096;
 
 /// The OpenAPI document of every endpoint.
 #[derive(utoipa::OpenApi)]

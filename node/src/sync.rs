@@ -112,6 +112,12 @@ pub enum FetchError {
     Format(String),
 }
 
+/// Decodes a page as a department system delivered it: the source's codec, then JSON.
+pub fn decode_page(codec: &Codec, body: &[u8]) -> Result<Page, FetchError> {
+    let plain = codec.decode(body)?;
+    serde_json::from_slice(&plain).map_err(|e| FetchError::Format(e.to_string()))
+}
+
 /// Turns a delivered entry into a record checked against `source`.
 pub fn to_record(source: &DataSource, e: &PageEntry) -> Result<Record, String> {
     let v: Value =
@@ -372,8 +378,7 @@ impl Connector {
                 body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
             });
         }
-        let plain = self.codec.decode(&body)?;
-        serde_json::from_slice(&plain).map_err(|e| FetchError::Format(e.to_string()))
+        decode_page(&self.codec, &body)
     }
 
     /// `get_page` with retries (backoff and jitter) until it succeeds, the attempts run out or
