@@ -273,14 +273,30 @@ impl Access {
         self.entry = None;
     }
 
-    /// Audits the access with the number of rows returned and the persons whose records they
-    /// are (R-AUD-3: the read is then in each of those persons' access history).
-    pub fn done<'a>(mut self, results: usize, persons: impl IntoIterator<Item = &'a str>) {
+    /// Counts the rows against the user's daily quota ([`crate::limits`]) and audits the
+    /// access with the number of rows returned and the persons whose records they are
+    /// (R-AUD-3: the read is then in each of those persons' access history). Past the quota
+    /// the read returns nothing: 429 `row_quota_exceeded`, audited with that outcome.
+    pub fn done<'a>(
+        mut self,
+        results: usize,
+        persons: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), ApiError> {
         if let Some(mut e) = self.entry.take() {
+            let quota = self
+                .ctx
+                .read_limits
+                .take(&e.user, results as u64, crate::routes::now_ms());
+            if let Err(refused) = quota {
+                e.outcome = refused.code.to_string();
+                audit(&self.ctx, e);
+                return Err(refused);
+            }
             e.results = results as u64;
             e.persons = ReturnedPersons::of(persons);
             audit(&self.ctx, e);
         }
+        Ok(())
     }
 }
 

@@ -24,7 +24,8 @@ use sqlx::Row;
 
 use crate::access::{audit, reader, Caller};
 use crate::audit_queue::MAX_AUDIT_BATCH_BYTES;
-use crate::catalog::{paging, param, params};
+use crate::catalog::{param, params};
+use crate::paging::Window;
 use crate::projection::Projection;
 use crate::query::db_error;
 use crate::{ApiContext, ApiError};
@@ -130,13 +131,29 @@ fn row_json(r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
     }))
 }
 
-/// Runs a filtered audit search. A `person` filter finds every entry about the person: its
-/// own person, or a read that returned the person's records (`audit_persons`, R-AUD-3).
+/// Parts of an audit row's key in a cursor: time, height, transaction and entry index.
+const AUDIT_KEY_PARTS: usize = 4;
+
+/// The cursor of the page after `rows` (newest first), if they filled their page.
+fn next_page(window: &Window, rows: &[Value]) -> Option<String> {
+    let last = rows.last().map(|r| {
+        ["time", "height", "tx_index", "entry_index"]
+            .iter()
+            .map(|k| r[*k].as_i64().unwrap_or_default().to_string())
+            .collect()
+    });
+    window.next(rows.len(), last)
+}
+
+/// Runs a filtered audit search, one page (`window`: after a row's key — keyset paging — or
+/// at an offset); `reads_only`: accesses only (`query`, `export`). A `person` filter finds
+/// every entry about the person: its own person, or a read that returned the person's records
+/// (`audit_persons`, R-AUD-3).
 async fn search_rows(
     p: &Projection,
     ps: &[(String, String)],
-    limit: usize,
-    offset: usize,
+    window: &Window,
+    reads_only: bool,
 ) -> Result<Vec<Value>, ApiError> {
     let columns: Vec<String> = AUDIT_COLUMNS
         .split(", ")
@@ -177,6 +194,27 @@ async fn search_rows(
             binds.push(json!(t));
         }
     }
+    if reads_only {
+        sql.push_str(" AND a.action IN ('query', 'export')");
+    }
+    if let Some(after) = &window.after {
+        // The rows strictly older than the key, in the order below.
+        let key: Vec<i64> = after
+            .iter()
+            .map(|v| v.parse::<i64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| ApiError::bad_request("bad_cursor", "after: not an audit cursor"))?;
+        sql.push_str(&format!(
+            " AND ({k}.time_ms < ? OR ({k}.time_ms = ? AND ({k}.height < ? OR ({k}.height = ? \
+             AND ({k}.tx_index < ? OR ({k}.tx_index = ? AND {k}.entry_index < ?))))))"
+        ));
+        for (i, v) in key.iter().enumerate() {
+            binds.push(json!(v));
+            if i + 1 < AUDIT_KEY_PARTS {
+                binds.push(json!(v));
+            }
+        }
+    }
     sql.push_str(&format!(
         " ORDER BY {k}.time_ms DESC, {k}.height DESC, {k}.tx_index DESC, {k}.entry_index DESC \
          LIMIT ? OFFSET ?"
@@ -189,15 +227,16 @@ async fn search_rows(
         };
     }
     let rows = q
-        .bind(limit as i64)
-        .bind(offset as i64)
+        .bind(window.page_size as i64)
+        .bind(window.offset as i64)
         .fetch_all(p.pool())
         .await
         .map_err(db_error)?;
     rows.iter().map(row_json).collect()
 }
 
-const SEARCH_PARAMS: [&str; 9] = [
+const SEARCH_PARAMS: [&str; 10] = [
+    "after",
     "user",
     "department",
     "person",
@@ -210,7 +249,7 @@ const SEARCH_PARAMS: [&str; 9] = [
 ];
 
 /// `GET /api/v1/audit`: searches the audit log.
-#[utoipa::path(get, path = "/api/v1/audit", params(("user" = Option<String>, Query, description = "user id"), ("department" = Option<String>, Query, description = "department id"), ("person" = Option<String>, Query, description = "national ID"), ("action" = Option<String>, Query, description = "login, logout, query, export, consent_request, consent_verify, admin, audit_read"), ("outcome" = Option<String>, Query, description = "ok or a denial code"), ("from" = Option<i64>, Query, description = "Unix ms, inclusive"), ("to" = Option<i64>, Query, description = "Unix ms, exclusive"), ("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-100")), responses((status = 200, description = "entries, newest first"), (status = 403, description = "not an auditor")))]
+#[utoipa::path(get, path = "/api/v1/audit", params(("user" = Option<String>, Query, description = "user id"), ("department" = Option<String>, Query, description = "department id"), ("person" = Option<String>, Query, description = "national ID"), ("action" = Option<String>, Query, description = "login, logout, query, export, consent_request, consent_verify, admin, audit_read"), ("outcome" = Option<String>, Query, description = "ok or a denial code"), ("from" = Option<i64>, Query, description = "Unix ms, inclusive"), ("to" = Option<i64>, Query, description = "Unix ms, exclusive"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows (deeper: after); not with after"), ("page_size" = Option<usize>, Query, description = "1-100"), ("after" = Option<String>, Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts)")), responses((status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "entries, newest first"), (status = 403, description = "not an auditor")))]
 pub async fn search(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -218,8 +257,8 @@ pub async fn search(
 ) -> Result<Json<Value>, ApiError> {
     let (caller, p) = auditor(&ctx, &headers, &uri)?;
     let ps = params(&uri, &SEARCH_PARAMS)?;
-    let (page, page_size) = paging(&ps, 20, 100)?;
-    let rows = search_rows(&p, &ps, page_size, (page - 1) * page_size).await?;
+    let window = Window::parse(&ps, &caller.user_id(), uri.path(), 20, 100, AUDIT_KEY_PARTS)?;
+    let rows = search_rows(&p, &ps, &window, false).await?;
     let mut e = caller.entry(
         AuditAction::AuditRead,
         param(&ps, "person").map(str::to_string),
@@ -227,13 +266,14 @@ pub async fn search(
     );
     e.results = rows.len() as u64;
     audit(&ctx, e);
+    let next = next_page(&window, &rows);
     Ok(Json(
-        json!({"page": page, "page_size": page_size, "entries": rows}),
+        json!({"page": window.page, "page_size": window.page_size, "next": next, "entries": rows}),
     ))
 }
 
 /// `GET /api/v1/audit/export?…&format=csv|xlsx`: the search as a file.
-#[utoipa::path(get, path = "/api/v1/audit/export", params(("format" = Option<String>, Query, description = "csv (default) or xlsx")), responses((status = 200, description = "the entries as a file, with x-govchain-digest"), (status = 403, description = "not an auditor")))]
+#[utoipa::path(get, path = "/api/v1/audit/export", params(("format" = Option<String>, Query, description = "csv (default) or xlsx"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows"), ("page_size" = Option<usize>, Query, description = "1-10000"), ("after" = Option<String>, Query, description = "the next cursor (x-govchain-next of the previous file) of this query")), responses((status = 200, description = "the entries as a file (CSV cells that would start a formula get a leading apostrophe), with x-govchain-digest and x-govchain-next"), (status = 403, description = "not an auditor")))]
 pub async fn export(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -244,8 +284,16 @@ pub async fn export(
     allowed.push("format");
     let ps = params(&uri, &allowed)?;
     let kind = crate::export::FileKind::parse(param(&ps, "format").unwrap_or("csv"))?;
-    let (page, page_size) = paging(&ps, MAX_AUDIT_EXPORT_ROWS, MAX_AUDIT_EXPORT_ROWS)?;
-    let rows = search_rows(&p, &ps, page_size, (page - 1) * page_size).await?;
+    let window = Window::parse(
+        &ps,
+        &caller.user_id(),
+        uri.path(),
+        MAX_AUDIT_EXPORT_ROWS,
+        MAX_AUDIT_EXPORT_ROWS,
+        AUDIT_KEY_PARTS,
+    )?;
+    let rows = search_rows(&p, &ps, &window, false).await?;
+    let next = next_page(&window, &rows);
     let columns = [
         "time",
         "user",
@@ -279,7 +327,9 @@ pub async fn export(
     let mut e = caller.entry(AuditAction::AuditRead, None, "ok");
     e.results = rows.len() as u64;
     audit(&ctx, e);
-    crate::export::render(kind, &sheet, || json!({"entries": rows}))
+    crate::export::render(kind, sheet, move || json!({"entries": rows}))
+        .await
+        .map(|r| crate::export::with_next(r, next))
 }
 
 /// The proof of the entry at (height, tx index, entry index).
@@ -353,7 +403,7 @@ pub async fn proof(
 
 /// `GET /api/v1/persons/{id}/accesses`: every read of this person's data, newest first, each
 /// with its proof.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/accesses", params(("id" = String, Path, description = "national ID"), ("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-100")), responses((status = 200, description = "accesses with consent, matter, outcome and proof"), (status = 403, description = "not an auditor")))]
+#[utoipa::path(get, path = "/api/v1/persons/{id}/accesses", params(("id" = String, Path, description = "national ID"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows (deeper: after); not with after"), ("page_size" = Option<usize>, Query, description = "1-100"), ("after" = Option<String>, Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts)")), responses((status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "accesses with consent, matter, outcome and proof"), (status = 403, description = "not an auditor")))]
 pub async fn person_accesses(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -362,16 +412,13 @@ pub async fn person_accesses(
 ) -> Result<Json<Value>, ApiError> {
     let (caller, p) = auditor(&ctx, &headers, &uri)?;
     let person = crate::matters::person(&id)?;
-    let ps = params(&uri, &["page", "page_size"])?;
-    let (page, page_size) = paging(&ps, 20, 100)?;
-    let mut filter = ps.clone();
-    filter.push(("person".into(), person.as_str().to_string()));
-    let rows = search_rows(&p, &filter, page_size, (page - 1) * page_size).await?;
+    let ps = params(&uri, &["page", "page_size", "after"])?;
+    let window = Window::parse(&ps, &caller.user_id(), uri.path(), 20, 100, AUDIT_KEY_PARTS)?;
+    let filter = vec![("person".into(), person.as_str().to_string())];
+    let rows = search_rows(&p, &filter, &window, true).await?;
+    let next = next_page(&window, &rows);
     let mut accesses = Vec::with_capacity(rows.len());
     for r in rows {
-        if !matches!(r["action"].as_str(), Some("query" | "export")) {
-            continue;
-        }
         let at = |k: &str| r[k].as_i64().unwrap_or_default();
         let proof = proof_of(
             &ctx,
@@ -388,13 +435,10 @@ pub async fn person_accesses(
     );
     e.results = accesses.len() as u64;
     audit(&ctx, e);
-    if accesses.is_empty() && page == 1 {
-        // Nothing read yet is an answer too.
-        return Ok(Json(json!({"person_id": person.as_str(), "accesses": []})));
-    }
-    Ok(Json(
-        json!({"person_id": person.as_str(), "page": page, "accesses": accesses}),
-    ))
+    Ok(Json(json!({
+        "person_id": person.as_str(), "page": window.page, "page_size": window.page_size,
+        "next": next, "accesses": accesses,
+    })))
 }
 
 /// Status of the local audit queue (for `/status`).

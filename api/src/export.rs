@@ -2,6 +2,10 @@
 //! BOM so spreadsheet programs keep Chinese text), as an XLSX workbook, or a caller-built JSON
 //! document; and the HTTP response carrying the file with its blake3 content digest in
 //! `x-govchain-digest`. Only this module writes export files.
+//!
+//! Issue 15 finding 7: every CSV cell that a spreadsheet would run as a formula is escaped
+//! ([`csv_cell`]); files are rendered on tokio's blocking pool, at most
+//! [`MAX_CONCURRENT_RENDERS`] at a time, never on the async workers that serve requests.
 
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -10,6 +14,12 @@ use crate::ApiError;
 
 /// The content digest header of an export.
 pub const DIGEST_HEADER: &str = "x-govchain-digest";
+
+/// Exports rendered at once (each holds up to 10,000 rows in memory while it is written).
+pub const MAX_CONCURRENT_RENDERS: usize = 2;
+
+/// The exports being rendered.
+static RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_RENDERS);
 
 /// Longest worksheet name Excel accepts.
 const MAX_SHEET_NAME_CHARS: usize = 31;
@@ -69,25 +79,52 @@ pub struct Sheet {
     pub rows: Vec<Vec<String>>,
 }
 
-/// Renders `sheet` as `kind`; a JSON export is the document `json` builds.
-pub fn render(
+/// Renders `sheet` as `kind` on the blocking pool (at most [`MAX_CONCURRENT_RENDERS`] at
+/// once); a JSON export is the document `json` builds.
+pub async fn render(
     kind: FileKind,
-    sheet: &Sheet,
-    json: impl FnOnce() -> Value,
+    sheet: Sheet,
+    json: impl FnOnce() -> Value + Send + 'static,
 ) -> Result<Response, ApiError> {
-    let body = match kind {
-        FileKind::Csv => csv_bytes(sheet)?,
-        FileKind::Json => serde_json::to_vec(&json()).map_err(ApiError::internal)?,
-        FileKind::Xlsx => xlsx_bytes(sheet)?,
-    };
+    let _turn = RENDERS
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("the export renderer is closed"))?;
+    let body = tokio::task::spawn_blocking(move || match kind {
+        FileKind::Csv => csv_bytes(&sheet),
+        FileKind::Json => serde_json::to_vec(&json()).map_err(ApiError::internal),
+        FileKind::Xlsx => xlsx_bytes(&sheet),
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("export rendering failed: {e}")))??;
     Ok(file_response(kind.content_type(), body))
+}
+
+/// Characters that make a spreadsheet program read a cell as a formula (OWASP, "CSV
+/// injection"): `=`, `+`, `-`, `@`, tab and carriage return.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell as written to CSV: one starting with a [`FORMULA_STARTS`] character gets a leading
+/// apostrophe, so the program shows it as text instead of running it.
+pub fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(FORMULA_STARTS) {
+        format!("'{s}").into()
+    } else {
+        s.into()
+    }
 }
 
 fn csv_bytes(sheet: &Sheet) -> Result<Vec<u8>, ApiError> {
     let mut w = csv::Writer::from_writer(b"\xEF\xBB\xBF".to_vec());
-    w.write_record(&sheet.headers).map_err(ApiError::internal)?;
+    let escaped = |row: &[String]| {
+        row.iter()
+            .map(|c| csv_cell(c).into_owned())
+            .collect::<Vec<_>>()
+    };
+    w.write_record(escaped(&sheet.headers))
+        .map_err(ApiError::internal)?;
     for row in &sheet.rows {
-        w.write_record(row).map_err(ApiError::internal)?;
+        w.write_record(escaped(row)).map_err(ApiError::internal)?;
     }
     w.into_inner().map_err(ApiError::internal)
 }
@@ -114,6 +151,19 @@ fn xlsx_bytes(sheet: &Sheet) -> Result<Vec<u8>, ApiError> {
     book.save_to_buffer().map_err(err)
 }
 
+/// The header of an export's next-page cursor ([`crate::paging`]), when the file was a full
+/// page.
+pub const NEXT_HEADER: &str = "x-govchain-next";
+
+/// `r` with the next-page cursor header, if there is a next page.
+pub fn with_next(mut r: Response, next: Option<String>) -> Response {
+    if let Some(v) = next.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+        r.headers_mut()
+            .insert(axum::http::HeaderName::from_static(NEXT_HEADER), v);
+    }
+    r
+}
+
 /// The file as a response with its content type and blake3 digest header.
 pub fn file_response(content_type: &str, body: Vec<u8>) -> Response {
     let digest = blake3::hash(&body).to_hex().to_string();
@@ -125,4 +175,39 @@ pub fn file_response(content_type: &str, body: Vec<u8>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15 finding 7: a cell a spreadsheet would run as a formula starts with an
+    /// apostrophe in CSV, headers included; other cells are unchanged.
+    #[test]
+    fn finding_7_csv_cells_are_escaped_against_formula_injection() {
+        for bad in [
+            "=HYPERLINK(\"http://x\")",
+            "+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
+            assert_eq!(csv_cell(bad), format!("'{bad}"));
+        }
+        for fine in ["", "张三", "1-2", "a=b", " =x", "'=x"] {
+            assert_eq!(csv_cell(fine), fine);
+        }
+        let sheet = Sheet {
+            name: "s".into(),
+            headers: vec!["=h".into(), "name".into()],
+            rows: vec![vec!["=cmd|' /C calc'!A0".into(), "李四".into()]],
+        };
+        let bytes = csv_bytes(&sheet).unwrap();
+        let text = std::str::from_utf8(&bytes[3..]).unwrap();
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        assert_eq!(r.headers().unwrap(), vec!["'=h", "name"]);
+        let row = r.records().next().unwrap().unwrap();
+        assert_eq!(row, vec!["'=cmd|' /C calc'!A0", "李四"]);
+    }
 }

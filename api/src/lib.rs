@@ -15,10 +15,12 @@ pub mod catalog;
 pub mod consent;
 pub mod error;
 pub mod export;
+pub mod limits;
 pub mod lockout;
 pub mod matters;
 pub mod metrics;
 pub mod named;
+pub mod paging;
 pub mod projection;
 pub mod query;
 pub mod routes;
@@ -113,6 +115,8 @@ pub struct ApiContext {
     pub projection: Option<projection::Projection>,
     /// Signed requests already used.
     pub replay: auth::ReplayGuard,
+    /// The per-user row quota and the export threshold (issue 15 finding 7).
+    pub read_limits: Arc<limits::ReadLimits>,
     /// Sessions, passwords, SMS codes and the audit queue of this node.
     pub security: security::SecurityRef,
     /// The node's connectors to department systems (None: it runs none).

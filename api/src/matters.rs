@@ -16,7 +16,8 @@ use govchain_chaincode::person::PersonId;
 use serde_json::{json, Map, Value};
 
 use crate::access::reader;
-use crate::catalog::{load_source, paging, param, params, require_matter};
+use crate::catalog::{load_source, param, params, require_matter};
+use crate::paging::Window;
 use crate::query::{db_error, record_json, MAX_PAGE_SIZE, RECORD_COLUMNS};
 use crate::{ApiContext, ApiError};
 
@@ -147,8 +148,8 @@ pub async fn matter_file(
             .map_or(&[][..], Vec::as_slice);
         sources.push(source_section(pool, sf, recs).await?);
     }
-    access.done(all.len(), persons_of(&all));
-    let at = projection.cursor().await.map_err(ApiError::internal)?;
+    access.done(all.len(), persons_of(&all))?;
+    let at = projection.cursor().await.map_err(db_error)?;
     Ok(Json(json!({
         "person_id": id.as_str(),
         "matter": {"id": m.id, "name": m.name, "department": m.department},
@@ -160,7 +161,7 @@ pub async fn matter_file(
 
 /// `GET /api/v1/matters/{id}/extract?source=&page=&page_size=`: records of the matter's
 /// sources (or of one of them) with only the matter's fields, by source and record key.
-#[utoipa::path(get, path = "/api/v1/matters/{id}/extract", params(("id" = String, Path, description = "matter type id"), ("source" = Option<String>, Query, description = "one of the matter's sources"), ("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-100")), responses((status = 200, description = "one page of records restricted to the matter's fields (R-ARC-3)"), (status = 400, description = "source_not_in_matter, bad_page, bad_query"), (status = 404, description = "unknown_matter")))]
+#[utoipa::path(get, path = "/api/v1/matters/{id}/extract", params(("id" = String, Path, description = "matter type id"), ("source" = Option<String>, Query, description = "one of the matter's sources"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows (deeper: after); not with after"), ("page_size" = Option<usize>, Query, description = "1-100"), ("after" = Option<String>, Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts)")), responses((status = 429, description = "row_quota_exceeded: the user's rows of the day on this node are used up (Retry-After)"), (status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "one page of records restricted to the matter's fields (R-ARC-3)"), (status = 400, description = "source_not_in_matter, bad_page, bad_query"), (status = 404, description = "unknown_matter")))]
 pub async fn extract(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -168,8 +169,8 @@ pub async fn extract(
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
     let (caller, projection) = reader(&ctx, &headers, &uri)?;
-    let ps = params(&uri, &["source", "page", "page_size"])?;
-    let (page, page_size) = paging(&ps, 20, MAX_PAGE_SIZE)?;
+    let ps = params(&uri, &["source", "page", "page_size", "after"])?;
+    let window = Window::parse(&ps, &caller.user_id(), uri.path(), 20, MAX_PAGE_SIZE, 2)?;
     let m = require_matter(projection.pool(), &id).await?;
     let wanted: Vec<&SourceFields> = match param(&ps, "source") {
         None => m.sources.iter().collect(),
@@ -180,16 +181,26 @@ pub async fn extract(
             )
         })?],
     };
+    // Past the first rows, paging on through sources is bulk reading: the export right.
+    let right = window.right(
+        govchain_chaincode::access::Right::Query,
+        ctx.read_limits.query_rows_without_export,
+    );
     let access = caller.decide(
         &ctx,
-        govchain_chaincode::access::Right::Query,
+        right,
         wanted.iter().map(|s| s.source.clone()).collect(),
         false,
         None,
         None,
     )?;
+    // Keyset paging: after the (source, record key) of the previous page's last record.
+    let after = match &window.after {
+        Some(_) => " AND (source > ? OR (source = ? AND record_key > ?))",
+        None => "",
+    };
     let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM records WHERE source IN ({}) \
+        "SELECT {RECORD_COLUMNS} FROM records WHERE source IN ({}){after} \
          ORDER BY source, record_key LIMIT ? OFFSET ?",
         vec!["?"; wanted.len()].join(", ")
     );
@@ -197,9 +208,15 @@ pub async fn extract(
     for sf in &wanted {
         q = q.bind(sf.source.clone());
     }
+    if let Some([source, key]) = window.after.as_deref() {
+        q = q
+            .bind(source.clone())
+            .bind(source.clone())
+            .bind(key.clone());
+    }
     let rows = q
-        .bind(page_size as i64)
-        .bind(((page - 1) * page_size) as i64)
+        .bind(window.page_size as i64)
+        .bind(window.offset as i64)
         .fetch_all(projection.pool())
         .await
         .map_err(db_error)?;
@@ -213,11 +230,18 @@ pub async fn extract(
             .unwrap_or_default();
         results.push(picked_record(&r, names));
     }
-    access.done(results.len(), persons_of(&results));
+    access.done(results.len(), persons_of(&results))?;
+    let last = results.last().map(|r| {
+        ["source", "record_key"]
+            .iter()
+            .map(|k| r[*k].as_str().unwrap_or_default().to_string())
+            .collect()
+    });
     Ok(Json(json!({
         "matter": m.id,
-        "page": page,
-        "page_size": page_size,
+        "page": window.page,
+        "page_size": window.page_size,
+        "next": window.next(results.len(), last),
         "results": results,
     })))
 }

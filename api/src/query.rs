@@ -10,13 +10,25 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::access::{reader, Access};
-use crate::catalog::{paging, param, params};
+use crate::catalog::{param, params};
+use crate::paging::Window;
 use crate::projection::{Backend, Projection};
 use crate::{ApiContext, ApiError};
 use govchain_chaincode::access::Right;
 
-pub(crate) fn db_error(e: sqlx::Error) -> ApiError {
-    ApiError::internal(format!("projection query: {e}"))
+/// The answer to a failed projection query (issue 15 finding 7): the database's text (SQL,
+/// table and column names, values) goes to the node's log only, under a reference the client
+/// gets with a generic 500 `db_error`.
+pub(crate) fn db_error(e: impl std::fmt::Display) -> ApiError {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let reference = format!("{:x}-{n}", crate::routes::now_ms().0);
+    tracing::error!(target: "api.query", reference, error = %e, "projection query failed");
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "db_error",
+        format!("the node's database could not answer; reference {reference} in the node's log"),
+    )
 }
 
 pub(crate) fn record_json(r: &sqlx::any::AnyRow) -> Result<Value, ApiError> {
@@ -41,7 +53,7 @@ pub(crate) const RECORD_COLUMNS: &str =
 pub(crate) const RECORD_COLUMN_COUNT: usize = 8;
 
 /// `GET /api/v1/persons/{id}`: the person file.
-#[utoipa::path(get, path = "/api/v1/persons/{id}", params(("id" = String, Path, description = "18-digit national ID"), ("fresh" = Option<bool>, Query, description = "refresh the person's records from the department systems first, this node's and (through their nodes) the other departments' (R-SYN-2)"), ("deadline_ms" = Option<u64>, Query, description = "how long the refresh may take, default 3000, at most 30000")), responses((status = 200, description = "every source's latest record of the person, with provenance"), (status = 400, description = "invalid national ID"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator"), (status = 404, description = "no records")))]
+#[utoipa::path(get, path = "/api/v1/persons/{id}", params(("id" = String, Path, description = "18-digit national ID"), ("fresh" = Option<bool>, Query, description = "refresh the person's records from the department systems first, this node's and (through their nodes) the other departments' (R-SYN-2)"), ("deadline_ms" = Option<u64>, Query, description = "how long the refresh may take, default 3000, at most 30000")), responses((status = 429, description = "row_quota_exceeded: the user's rows of the day on this node are used up (Retry-After)"), (status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "every source's latest record of the person, with provenance"), (status = 400, description = "invalid national ID"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator"), (status = 404, description = "no records")))]
 pub async fn person_file(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -89,14 +101,14 @@ pub async fn person_file(
         .into_iter()
         .filter(|r| access.may_read(r["source"].as_str().unwrap_or_default()))
         .collect();
-    access.done(records.len(), crate::matters::persons_of(&records));
+    access.done(records.len(), crate::matters::persons_of(&records))?;
     if records.is_empty() {
         return Err(ApiError::not_found(format!(
             "no records of person {}",
             id.as_str()
         )));
     }
-    let at = projection.cursor().await.map_err(ApiError::internal)?;
+    let at = projection.cursor().await.map_err(db_error)?;
     Ok(Json(json!({
         "person_id": id.as_str(),
         "records": records,
@@ -122,11 +134,26 @@ fn bad_query(code: &'static str, message: impl Into<String>) -> ApiError {
 struct Combined {
     access: Option<Access>,
     source: govchain_chaincode::catalog::DataSource,
-    page: usize,
-    page_size: usize,
+    window: Window,
     format: Option<String>,
     columns: Option<Vec<String>>,
     results: Vec<Value>,
+}
+
+impl Combined {
+    /// The cursor of the next page, if this one was full.
+    fn next(&self) -> Option<String> {
+        next_page(&self.window, &self.results)
+    }
+}
+
+/// The cursor of the page after `results` (records of one source in record-key order, read
+/// through `window`), if they filled their page.
+pub(crate) fn next_page(window: &Window, results: &[Value]) -> Option<String> {
+    let last = results
+        .last()
+        .map(|r| vec![r["record_key"].as_str().unwrap_or_default().to_string()]);
+    window.next(results.len(), last)
 }
 
 /// Parses, checks and runs a combined query; `export` allows `format`, `columns` and pages of
@@ -148,6 +175,7 @@ async fn combined(
             "source",
             "page",
             "page_size",
+            "after",
             "eq",
             "from",
             "to",
@@ -155,10 +183,10 @@ async fn combined(
             "columns",
         ]
     } else {
-        &["source", "page", "page_size", "eq", "from", "to"]
+        &["source", "page", "page_size", "after", "eq", "from", "to"]
     };
     let ps = params(uri, allowed)?;
-    let (page, page_size) = paging(&ps, 20, max_page_size)?;
+    let window = Window::parse(&ps, &caller.user_id(), uri.path(), 20, max_page_size, 1)?;
     let format = param(&ps, "format").map(str::to_string);
     let columns =
         param(&ps, "columns").map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>());
@@ -227,7 +255,12 @@ async fn combined(
     // A query naming one person reads that person's data: it needs their consent, as the
     // person file does, and shows nothing of a source outside the consent (R-SEC-5).
     let named = crate::named::in_conditions(&def, &conds)?;
-    let right = if export { Right::Export } else { Right::Query };
+    // Past the first rows of a query, paging on is bulk reading: the export right (finding 7).
+    let right = if export {
+        Right::Export
+    } else {
+        window.right(Right::Query, ctx.read_limits.query_rows_without_export)
+    };
     let access = caller.decide(
         ctx,
         right,
@@ -237,15 +270,14 @@ async fn combined(
         None,
     )?;
     let results = if access.may_read(&source) {
-        matching_records(&projection, &source, &conds, page, page_size).await?
+        matching_records(&projection, &source, &conds, &window).await?
     } else {
         Vec::new()
     };
     Ok(Combined {
         access: Some(access),
         source: def,
-        page,
-        page_size,
+        window,
         format,
         columns,
         results,
@@ -258,8 +290,9 @@ const CONDITION_COUNT_CAP: i64 = 5_000;
 /// The conditions on one field: an equality, or the bounds of one range.
 type FieldConds = (String, Vec<(&'static str, String)>);
 
-/// One page of the current records of `source` matching every condition `(op, field, value)`
-/// (`op` is `=`, `>=` or `<=`; fields and values are bound), by record key, as JSON.
+/// One page (`window`: after a record key, or at an offset) of the current records of
+/// `source` matching every condition `(op, field, value)` (`op` is `=`, `>=` or `<=`; fields
+/// and values are bound), by record key, as JSON.
 ///
 /// The most selective condition drives the query: each condition's index entries are counted
 /// (up to [`CONDITION_COUNT_CAP`]) and the rarest is scanned first, the others checked per
@@ -270,8 +303,7 @@ pub(crate) async fn matching_records(
     projection: &Projection,
     source: &str,
     conds: &[(&'static str, String, String)],
-    page: usize,
-    page_size: usize,
+    window: &Window,
 ) -> Result<Vec<Value>, ApiError> {
     let mut fields = group_by_field(conds);
     if fields.len() > 1 {
@@ -280,14 +312,15 @@ pub(crate) async fn matching_records(
         };
         fields = order;
     }
-    let (sql, binds) = combined_sql(projection.backend(), source, &fields);
+    let after = window.after.as_ref().and_then(|k| k.first()).cloned();
+    let (sql, binds) = combined_sql(projection.backend(), source, &fields, after);
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for b in binds {
         q = q.bind(b);
     }
     let rows = q
-        .bind(page_size as i64)
-        .bind(((page - 1) * page_size) as i64)
+        .bind(window.page_size as i64)
+        .bind(window.offset as i64)
         .fetch_all(projection.pool())
         .await
         .map_err(db_error)?;
@@ -365,24 +398,37 @@ async fn by_selectivity(
     Ok(Some(ranked.into_iter().map(|(.., f)| f).collect()))
 }
 
-/// The SQL of a combined query over `source` and its bound values (before LIMIT and OFFSET).
+/// The SQL of a combined query over `source` and its bound values (before LIMIT and OFFSET),
+/// from the record key after `after` if given (keyset paging: the index is entered there).
 /// The index entries of the first field's conditions drive it, in this order (SQLite `CROSS
 /// JOIN`, MySQL `STRAIGHT_JOIN`); the other fields' index rows are joined on the record's row
 /// id; the page is cut from the index rows, and only its records are read (a record row is
 /// about a kilobyte: reading every candidate's before sorting was most of a cold query's
 /// disk reads). Fields and values are bound; operators are constants.
-fn combined_sql(backend: Backend, source: &str, fields: &[FieldConds]) -> (String, Vec<String>) {
+fn combined_sql(
+    backend: Backend,
+    source: &str,
+    fields: &[FieldConds],
+    after: Option<String>,
+) -> (String, Vec<String>) {
     let columns: Vec<String> = RECORD_COLUMNS
         .split(", ")
         .map(|c| format!("r.{c}"))
         .collect();
     let columns = columns.join(", ");
+    let after_test = |alias: &str| match after {
+        Some(_) => format!(" AND {alias}.record_key > ?"),
+        None => String::new(),
+    };
     let Some((field, ops)) = fields.first() else {
         let sql = format!(
-            "SELECT {columns} FROM records r WHERE r.source = ? ORDER BY r.record_key \
-             LIMIT ? OFFSET ?"
+            "SELECT {columns} FROM records r WHERE r.source = ?{} ORDER BY r.record_key \
+             LIMIT ? OFFSET ?",
+            after_test("r")
         );
-        return (sql, vec![source.to_string()]);
+        let mut binds = vec![source.to_string()];
+        binds.extend(after);
+        return (sql, binds);
     };
     let (select, join) = match backend {
         Backend::Sqlite => ("SELECT", "CROSS JOIN"),
@@ -400,19 +446,21 @@ fn combined_sql(backend: Backend, source: &str, fields: &[FieldConds]) -> (Strin
         binds.extend(ops.iter().map(|(_, v)| v.clone()));
     }
     sql.push_str(&format!(
-        " WHERE c0.source = ? AND c0.field = ?{} ORDER BY c0.record_key LIMIT ? OFFSET ?) k \
+        " WHERE c0.source = ? AND c0.field = ?{}{} ORDER BY c0.record_key LIMIT ? OFFSET ?) k \
          {join} records r ON r.rid = k.rid ORDER BY k.record_key",
-        value_tests("c0", ops)
+        value_tests("c0", ops),
+        after_test("c0")
     ));
     binds.extend([source.to_string(), field.clone()]);
     binds.extend(ops.iter().map(|(_, v)| v.clone()));
+    binds.extend(after);
     (sql, binds)
 }
 
 /// `GET /api/v1/records?source=S&eq=FIELD:VALUE&from=FIELD:VALUE&to=FIELD:VALUE&page=&page_size=`:
 /// the records of one source matching every condition (equality; inclusive ranges on dates and
 /// text), by record key, one page at a time.
-#[utoipa::path(get, path = "/api/v1/records", params(("source" = String, Query, description = "data source id"), ("eq" = Option<String>, Query, description = "FIELD:VALUE, repeatable"), ("from" = Option<String>, Query, description = "FIELD:VALUE lower bound (dates, text), repeatable"), ("to" = Option<String>, Query, description = "FIELD:VALUE upper bound, repeatable"), ("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-100")), responses((status = 200, description = "one page of matching records"), (status = 400, description = "unknown source or field, bad value, bad page, malformed condition, too_many_persons, narrow_id_range (a range on a national-ID field spanning fewer than 1000 IDs)"), (status = 401, description = "no session, bad, stale or replayed signature"), (status = 403, description = "no_grant, grant_expired, grant_revoked; no_consent, consent_mismatch, consent_expired when an eq on a national-ID field names one person (send x-govchain-consent)")))]
+#[utoipa::path(get, path = "/api/v1/records", params(("source" = String, Query, description = "data source id"), ("eq" = Option<String>, Query, description = "FIELD:VALUE, repeatable"), ("from" = Option<String>, Query, description = "FIELD:VALUE lower bound (dates, text), repeatable"), ("to" = Option<String>, Query, description = "FIELD:VALUE upper bound, repeatable"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows (deeper: after); not with after"), ("page_size" = Option<usize>, Query, description = "1-100"), ("after" = Option<String>, Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts)")), responses((status = 429, description = "row_quota_exceeded: the user's rows of the day on this node are used up (Retry-After)"), (status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "one page of matching records"), (status = 400, description = "unknown source or field, bad value, bad page, malformed condition, too_many_persons, narrow_id_range (a range on a national-ID field spanning fewer than 1000 IDs)"), (status = 401, description = "no session, bad, stale or replayed signature"), (status = 403, description = "no_grant, grant_expired, grant_revoked; no_consent, consent_mismatch, consent_expired when an eq on a national-ID field names one person (send x-govchain-consent)")))]
 pub async fn records(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -420,12 +468,13 @@ pub async fn records(
 ) -> Result<Json<Value>, ApiError> {
     let mut c = combined(&ctx, &headers, &uri, false).await?;
     if let Some(a) = c.access.take() {
-        a.done(c.results.len(), crate::matters::persons_of(&c.results));
+        a.done(c.results.len(), crate::matters::persons_of(&c.results))?;
     }
     Ok(Json(json!({
         "source": c.source.id,
-        "page": c.page,
-        "page_size": c.page_size,
+        "page": c.window.page,
+        "page_size": c.window.page_size,
+        "next": c.next(),
         "results": c.results,
     })))
 }
@@ -434,7 +483,7 @@ pub async fn records(
 /// to [`MAX_EXPORT_ROWS`]) as a CSV file (a header row of field labels, UTF-8 with BOM so
 /// spreadsheet programs keep Chinese text), JSON, or an XLSX workbook, with the content's blake3
 /// digest in the `x-govchain-digest` header.
-#[utoipa::path(get, path = "/api/v1/records/export", params(("source" = String, Query, description = "data source id"), ("format" = Option<String>, Query, description = "csv (default), json or xlsx"), ("columns" = Option<String>, Query, description = "comma-separated field names")), responses((status = 200, description = "the file; x-govchain-digest carries its blake3 hash"), (status = 400, description = "bad format, column or query"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator")))]
+#[utoipa::path(get, path = "/api/v1/records/export", params(("source" = String, Query, description = "data source id"), ("format" = Option<String>, Query, description = "csv (default), json or xlsx"), ("columns" = Option<String>, Query, description = "comma-separated field names"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows"), ("page_size" = Option<usize>, Query, description = "1-10000"), ("after" = Option<String>, Query, description = "the next cursor (x-govchain-next of the previous file) of this query")), responses((status = 429, description = "row_quota_exceeded: the user's rows of the day on this node are used up (Retry-After)"), (status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "the file (CSV cells that would start a formula get a leading apostrophe); x-govchain-digest carries its blake3 hash, x-govchain-next the next page's cursor when the file was a full page"), (status = 400, description = "bad format, column or query"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator")))]
 pub async fn export(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -465,16 +514,17 @@ pub async fn export(
         })
         .collect();
     if let Some(a) = c.access.take() {
-        a.done(c.results.len(), crate::matters::persons_of(&c.results));
+        a.done(c.results.len(), crate::matters::persons_of(&c.results))?;
     }
+    let next = c.next();
     let sheet = crate::export::Sheet {
         name: c.source.id.clone(),
         headers,
         rows,
     };
-    crate::export::render(kind, &sheet, || {
-        let rows: Vec<Value> = c
-            .results
+    let (results, source_id) = (std::mem::take(&mut c.results), c.source.id.clone());
+    crate::export::render(kind, sheet, move || {
+        let rows: Vec<Value> = results
             .iter()
             .map(|r| {
                 let fields: serde_json::Map<String, Value> = columns
@@ -484,6 +534,8 @@ pub async fn export(
                 json!({"record_key": r["record_key"], "version": r["version"], "fields": fields})
             })
             .collect();
-        json!({"source": c.source.id, "columns": columns, "rows": rows})
+        json!({"source": source_id, "columns": columns, "rows": rows})
     })
+    .await
+    .map(|r| crate::export::with_next(r, next))
 }

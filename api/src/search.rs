@@ -34,7 +34,7 @@ pub struct SearchQuery {
 }
 
 /// `GET /api/v1/search?q=…`: records with a name, ID, address or phone field containing `q`.
-#[utoipa::path(get, path = "/api/v1/search", params(("q" = String, Query, description = "2-32 characters; a whole national ID names that person and needs their consent"), ("limit" = Option<usize>, Query, description = "1-100, default 20"), ("x-govchain-consent" = Option<String>, Header, description = "the person's consent id, when q is a whole national ID")), responses((status = 200, description = "records of the sources the caller may read with a name, ID, address or phone field containing q"), (status = 400, description = "query or limit out of range"), (status = 401, description = "no session, bad, stale or replayed signature"), (status = 403, description = "no_consent, consent_mismatch, consent_expired (q names a person), user_disabled")))]
+#[utoipa::path(get, path = "/api/v1/search", params(("q" = String, Query, description = "2-32 characters; a whole national ID names that person and needs their consent"), ("limit" = Option<usize>, Query, description = "1-100, default 20"), ("x-govchain-consent" = Option<String>, Header, description = "the person's consent id, when q is a whole national ID")), responses((status = 429, description = "row_quota_exceeded: the user's rows of the day on this node are used up (Retry-After)"), (status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "records of the sources the caller may read with a name, ID, address or phone field containing q"), (status = 400, description = "query or limit out of range"), (status = 401, description = "no session, bad, stale or replayed signature"), (status = 403, description = "no_consent, consent_mismatch, consent_expired (q names a person), user_disabled")))]
 pub async fn search(
     State(ctx): State<ApiContext>,
     Query(query): Query<SearchQuery>,
@@ -93,7 +93,7 @@ pub async fn search(
         .filter(|h| access.may_read(h["record"]["source"].as_str().unwrap_or_default()))
         .collect();
     let records: Vec<Value> = hits.iter().map(|h| h["record"].clone()).collect();
-    access.done(hits.len(), crate::matters::persons_of(&records));
+    access.done(hits.len(), crate::matters::persons_of(&records))?;
     Ok(Json(
         json!({"q": query.q, "results": hits, "truncated": truncated}),
     ))

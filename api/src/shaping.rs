@@ -21,13 +21,14 @@ use sqlx::Row;
 
 use crate::access::reader;
 use crate::catalog::{
-    load_source, owner_key, paging, param, params, require_category, require_format, require_query,
+    load_source, owner_key, param, params, require_category, require_format, require_query,
     require_template,
 };
 use crate::export::{render, Sheet};
 use crate::matters::{person, person_records, persons_of};
+use crate::paging::Window;
 use crate::projection::Projection;
-use crate::query::{db_error, matching_records, MAX_EXPORT_ROWS, MAX_PAGE_SIZE};
+use crate::query::{db_error, matching_records, next_page, MAX_EXPORT_ROWS, MAX_PAGE_SIZE};
 use crate::{ApiContext, ApiError};
 use govchain_chaincode::access::Right;
 
@@ -198,8 +199,8 @@ pub async fn person_summary(
         }
     }
     let shown = rows.iter().any(|r| !r["record_key"].is_null());
-    access.done(rows.len(), shown.then_some(id.as_str()));
-    let at = projection.cursor().await.map_err(ApiError::internal)?;
+    access.done(rows.len(), shown.then_some(id.as_str()))?;
+    let at = projection.cursor().await.map_err(db_error)?;
     Ok(Json(json!({
         "person_id": id.as_str(),
         "category": {"id": category.id, "name": category.name},
@@ -210,18 +211,18 @@ pub async fn person_summary(
 }
 
 /// `GET /api/v1/queries/run?owner=HEX&name=N&page=&page_size=`: runs a saved query.
-#[utoipa::path(get, path = "/api/v1/queries/run", params(("owner" = String, Query, description = "the owner's public key, hex"), ("name" = String, Query, description = "the saved query's name"), ("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-100")), responses((status = 200, description = "one page of results, shaped by the query's template if it names one (R-QRY-2)"), (status = 400, description = "bad_owner, bad_page, bad_query"), (status = 404, description = "unknown_query")))]
+#[utoipa::path(get, path = "/api/v1/queries/run", params(("owner" = String, Query, description = "the owner's public key, hex"), ("name" = String, Query, description = "the saved query's name"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows (deeper: after); not with after"), ("page_size" = Option<usize>, Query, description = "1-100"), ("after" = Option<String>, Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts)")), responses((status = 429, description = "row_quota_exceeded: the user's rows of the day on this node are used up (Retry-After)"), (status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "one page of results, shaped by the query's template if it names one (R-QRY-2)"), (status = 400, description = "bad_owner, bad_page, bad_query"), (status = 404, description = "unknown_query")))]
 pub async fn run_query(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
     let (caller, projection) = reader(&ctx, &headers, &uri)?;
-    let ps = params(&uri, &["owner", "name", "page", "page_size"])?;
+    let ps = params(&uri, &["owner", "name", "page", "page_size", "after"])?;
     let owner = owner_key(param(&ps, "owner"))?;
     let name =
         param(&ps, "name").ok_or_else(|| ApiError::bad_request("bad_query", "name is required"))?;
-    let (page, page_size) = paging(&ps, 20, MAX_PAGE_SIZE)?;
+    let window = Window::parse(&ps, &caller.user_id(), uri.path(), 20, MAX_PAGE_SIZE, 1)?;
     let q = require_query(projection.pool(), &owner, name).await?;
     let source = load_source(projection.pool(), &q.source)
         .await?
@@ -229,16 +230,17 @@ pub async fn run_query(
     let conditions = conds(&q.conditions);
     // A saved query naming one person needs their consent (R-SEC-5), as the person file does.
     let named = crate::named::in_conditions(&source, &conditions)?;
+    let right = window.right(Right::Query, ctx.read_limits.query_rows_without_export);
     let access = caller.decide(
         &ctx,
-        Right::Query,
+        right,
         vec![q.source.clone()],
         false,
         named.as_ref().map(|p| p.as_str()),
         None,
     )?;
     let results = if access.may_read(&q.source) {
-        matching_records(&projection, &q.source, &conditions, page, page_size).await?
+        matching_records(&projection, &q.source, &conditions, &window).await?
     } else {
         Vec::new()
     };
@@ -255,12 +257,13 @@ pub async fn run_query(
             json!({"category": s.category, "template": s.template, "columns": columns, "rows": rows})
         }
     };
-    access.done(results.len(), persons_of(&results));
+    access.done(results.len(), persons_of(&results))?;
     Ok(Json(json!({
         "owner": owner.to_hex(),
         "query": q,
-        "page": page,
-        "page_size": page_size,
+        "page": window.page,
+        "page_size": window.page_size,
+        "next": next_page(&window, &results),
         "results": results,
         "shaped": shaped,
     })))
@@ -309,7 +312,7 @@ fn parse_conditions(
 /// `GET /api/v1/categories/{cat}/export?format=F&source=S&eq=F:V&from=F:V&to=F:V&page=&page_size=`:
 /// the matching records of one of the category's sources, in the export format's file type,
 /// columns and labels, with the blake3 digest in `x-govchain-digest`.
-#[utoipa::path(get, path = "/api/v1/categories/{cat}/export", params(("cat" = String, Path, description = "category id"), ("format" = String, Query, description = "export format id"), ("source" = Option<String>, Query, description = "one of the category's sources (default: its first)"), ("eq" = Option<String>, Query, description = "FIELD:VALUE, repeatable"), ("from" = Option<String>, Query, description = "FIELD:VALUE lower bound"), ("to" = Option<String>, Query, description = "FIELD:VALUE upper bound"), ("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-10000, default 10000")), responses((status = 200, description = "the file in the format's type (R-QRY-4); x-govchain-digest carries its blake3 hash"), (status = 400, description = "bad_query, source_not_in_category, unknown_field, bad_value, bad_page"), (status = 404, description = "unknown_category, unknown_format")))]
+#[utoipa::path(get, path = "/api/v1/categories/{cat}/export", params(("cat" = String, Path, description = "category id"), ("format" = String, Query, description = "export format id"), ("source" = Option<String>, Query, description = "one of the category's sources (default: its first)"), ("eq" = Option<String>, Query, description = "FIELD:VALUE, repeatable"), ("from" = Option<String>, Query, description = "FIELD:VALUE lower bound"), ("to" = Option<String>, Query, description = "FIELD:VALUE upper bound"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows (deeper: after); not with after"), ("page_size" = Option<usize>, Query, description = "1-10000, default 10000"), ("after" = Option<String>, Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts)")), responses((status = 429, description = "row_quota_exceeded: the user's rows of the day on this node are used up (Retry-After)"), (status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "the file in the format's type (R-QRY-4); x-govchain-digest carries its blake3 hash"), (status = 400, description = "bad_query, source_not_in_category, unknown_field, bad_value, bad_page"), (status = 404, description = "unknown_category, unknown_format")))]
 pub async fn export(
     State(ctx): State<ApiContext>,
     Path(cat): Path<String>,
@@ -319,9 +322,25 @@ pub async fn export(
     let (caller, projection) = reader(&ctx, &headers, &uri)?;
     let ps = params(
         &uri,
-        &["format", "source", "eq", "from", "to", "page", "page_size"],
+        &[
+            "format",
+            "source",
+            "eq",
+            "from",
+            "to",
+            "page",
+            "page_size",
+            "after",
+        ],
     )?;
-    let (page, page_size) = paging(&ps, MAX_EXPORT_ROWS, MAX_EXPORT_ROWS)?;
+    let window = Window::parse(
+        &ps,
+        &caller.user_id(),
+        uri.path(),
+        MAX_EXPORT_ROWS,
+        MAX_EXPORT_ROWS,
+        1,
+    )?;
     let format_id = param(&ps, "format")
         .ok_or_else(|| ApiError::bad_request("bad_query", "format is required"))?;
     let pool = projection.pool();
@@ -360,7 +379,7 @@ pub async fn export(
         None,
     )?;
     let results = if access.may_read(&source_id) {
-        matching_records(&projection, &source_id, &conditions, page, page_size).await?
+        matching_records(&projection, &source_id, &conditions, &window).await?
     } else {
         Vec::new()
     };
@@ -391,7 +410,8 @@ pub async fn export(
             })
             .collect();
     }
-    access.done(values.len(), persons_of(&results));
+    access.done(values.len(), persons_of(&results))?;
+    let next = next_page(&window, &results);
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let sheet = Sheet {
         name: format.category.clone(),
@@ -401,7 +421,7 @@ pub async fn export(
             .map(|r| r.iter().map(text).collect())
             .collect(),
     };
-    render(format.file_type.into(), &sheet, || {
+    render(format.file_type.into(), sheet, move || {
         let rows: Vec<Value> = results
             .iter()
             .zip(&values)
@@ -412,4 +432,6 @@ pub async fn export(
             "columns": format.columns, "rows": rows,
         })
     })
+    .await
+    .map(|r| crate::export::with_next(r, next))
 }

@@ -232,6 +232,15 @@ pub struct ApiConfig {
     /// How long `?wait=commit` waits, in ms. Default 30000.
     #[serde(default = "defaults::commit_wait_ms")]
     pub commit_wait_ms: u64,
+    /// Most rows of personal data one user reads per UTC day on this node (all reads: files,
+    /// searches, queries, exports); a read past it is refused with 429 `row_quota_exceeded`
+    /// and audited. Counted in memory: it restarts with the node. Default 50000.
+    #[serde(default = "defaults::max_rows_per_user_per_day")]
+    pub max_rows_per_user_per_day: u64,
+    /// Rows of one combined query, saved query or matter extract (all its pages) readable
+    /// with the query right; a page reaching past them needs the export right. Default 1000.
+    #[serde(default = "defaults::query_rows_without_export")]
+    pub query_rows_without_export: u64,
     /// The SQL projection: `sqlite://FILE` or `mysql://USER@HOST:PORT/DB`, or `off` for a node
     /// that serves no queries (a pure validator). Default: SQLite in `projection.sqlite` inside
     /// the data directory.
@@ -313,6 +322,12 @@ mod defaults {
     }
     pub fn commit_wait_ms() -> u64 {
         30_000
+    }
+    pub fn max_rows_per_user_per_day() -> u64 {
+        50_000
+    }
+    pub fn query_rows_without_export() -> u64 {
+        1_000
     }
     pub fn session_ttl_s() -> u64 {
         8 * 3600
@@ -400,6 +415,8 @@ impl Default for ApiConfig {
             listen: defaults::listen(),
             max_body_bytes: defaults::max_body_bytes(),
             commit_wait_ms: defaults::commit_wait_ms(),
+            max_rows_per_user_per_day: defaults::max_rows_per_user_per_day(),
+            query_rows_without_export: defaults::query_rows_without_export(),
             db: None,
             session_ttl_s: defaults::session_ttl_s(),
             sms: None,

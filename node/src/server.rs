@@ -156,6 +156,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         projection: query_projection,
         replay: Default::default(),
         security,
+        read_limits: Arc::new(govchain_api::limits::ReadLimits::new(
+            cfg.api.max_rows_per_user_per_day,
+            cfg.api.query_rows_without_export,
+        )),
         sync: None,
         sync_peers: Arc::new(cfg.api.sync_peers.clone()),
         consent_phone_source: cfg.api.consent_phone_source.as_str().into(),

@@ -4,7 +4,8 @@
 
 use govchain_api::access::{CONSENT_HEADER, CONSENT_ID_CHARS};
 use govchain_api::auth::{sign_request_with_nonce, MAX_NONCE_CHARS};
-use govchain_api::query::{MAX_CONDITIONS, MAX_PAGE, MAX_PAGE_SIZE};
+use govchain_api::paging::MAX_OFFSET_ROWS;
+use govchain_api::query::{MAX_CONDITIONS, MAX_PAGE_SIZE};
 use govchain_api::search::{MAX_LIMIT, QUERY_CHARS};
 use govchain_api::session::LOGIN_MAX_BODY_BYTES;
 use govchain_node::client::Client;
@@ -59,10 +60,17 @@ fn every_named_limit_is_accepted_at_its_value_and_refused_one_past_it() {
             "bad_page",
         ),
         (
-            "records page",
-            format!("records?source=gaj.hjxx&page={MAX_PAGE}"),
-            format!("records?source=gaj.hjxx&page={}", MAX_PAGE + 1),
-            "bad_page",
+            // The deepest page skips MAX_OFFSET_ROWS rows; deeper ones page by cursor (finding 7).
+            "records page depth",
+            format!(
+                "records?source=gaj.hjxx&page_size={MAX_PAGE_SIZE}&page={}",
+                MAX_OFFSET_ROWS / MAX_PAGE_SIZE + 1
+            ),
+            format!(
+                "records?source=gaj.hjxx&page_size={MAX_PAGE_SIZE}&page={}",
+                MAX_OFFSET_ROWS / MAX_PAGE_SIZE + 2
+            ),
+            "page_too_deep",
         ),
         (
             "records conditions",

@@ -1,7 +1,9 @@
 //! Issue 15, findings 4 and 7, through a real node: a query that names one person needs that
 //! person's consent like the person file (R-SEC-5), every read's audit entry lists the persons
 //! it returned so it is in their access history (R-AUD-1, R-AUD-3), and a refusal says nothing
-//! about which restricted source holds the person (R-SEC-3).
+//! about which restricted source holds the person (R-SEC-3). Bulk harvesting (finding 7): a
+//! daily row quota per user, the export right past the first rows of a query, keyset cursors,
+//! and no database text in any answer.
 
 use std::time::{Duration, Instant};
 
@@ -127,20 +129,24 @@ impl World {
         }
     }
 
-    /// Waits until `path` answers the system administrator 200 with `n` results.
-    fn wait_for(&self, path: &str, n: usize) {
+    /// Waits until the projection has every committed block (reads nothing: no quota used).
+    fn projected(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let (s, b) = self
-                .rt
-                .block_on(self.client.get_signed(path, &self.net.key("sysadmin")))
-                .unwrap();
-            if s == 200 && b["results"].as_array().map(Vec::len) == Some(n) {
+            let s = self.status();
+            if s["projected_height"] == s["height"] {
                 return;
             }
-            assert!(Instant::now() < deadline, "never projected: {s} {b}");
+            assert!(Instant::now() < deadline, "never projected: {s}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// `GET path` signed by the system administrator's key.
+    fn admin_get(&self, path: &str) -> (u16, Value) {
+        self.rt
+            .block_on(self.client.get_signed(path, &self.net.key("sysadmin")))
+            .unwrap()
     }
 
     /// A consent of `person` for `li` on matter `dbsq`, recorded by the node.
@@ -170,10 +176,10 @@ fn refused(r: &(u16, Value), status: u16, want: &str) {
     assert_eq!(keys, ["error"], "a refusal carries nothing else: {}", r.1);
 }
 
-/// Persons 0..3 of the generator in gaj's household register and mzj's subsistence register;
+/// Persons 0..`n` of the generator in gaj's household register and mzj's subsistence register;
 /// person 0 alone also in gaj's restricted record of offences (不予共享). Returns the ids and
 /// person 0's name.
-fn residents(w: &World) -> (Vec<String>, String) {
+fn residents(w: &World, n: u64) -> (Vec<String>, String) {
     let chain = w.net.genesis.chain_id.clone();
     let (hjxx, dbjz, wffz) = (
         w.net.source("gaj.hjxx"),
@@ -181,13 +187,13 @@ fn residents(w: &World) -> (Vec<String>, String) {
         w.net.source("gaj.wffz"),
     );
     let mut gen = Generator::new(21);
-    let ids: Vec<String> = (0..3)
+    let ids: Vec<String> = (0..n)
         .map(|i| gen.record_for(&hjxx, i).fields["sfzh"].clone())
         .collect();
     let name = gen.record_for(&hjxx, 0).fields["xm"].clone();
     for (key, source, n) in [
-        (w.net.node_key(1), &hjxx, 3),
-        (w.net.key("mzj-admin"), &dbjz, 3),
+        (w.net.node_key(1), &hjxx, n),
+        (w.net.key("mzj-admin"), &dbjz, n),
         (w.net.node_key(1), &wffz, 1),
     ] {
         let records: Vec<_> = (0..n).map(|i| gen.record_for(source, i)).collect();
@@ -227,7 +233,7 @@ fn residents(w: &World) -> (Vec<String>, String) {
             }),
         },
     );
-    w.wait_for("records?source=mzj.dbjz", 3);
+    w.projected();
     (ids, name)
 }
 
@@ -244,7 +250,7 @@ fn without(r: &(u16, Value), id: &str) -> (u16, String) {
 #[test]
 fn finding_4_a_query_naming_one_person_needs_the_persons_consent() {
     let w = World::start(|_| {});
-    let (p, _) = residents(&w);
+    let (p, _) = residents(&w, 3);
     let (with_wffz, without_wffz) = (&p[0], &p[1]);
 
     for id in [with_wffz, without_wffz] {
@@ -352,7 +358,7 @@ fn finding_4_a_query_naming_one_person_needs_the_persons_consent() {
 #[test]
 fn finding_4_a_search_or_query_that_returned_a_person_is_in_their_access_history() {
     let w = World::start(|_| {});
-    let (p, name) = residents(&w);
+    let (p, name) = residents(&w, 3);
     let (s, b) = w.get("li", &format!("search?q={}", urlencode(&name)), None);
     assert_eq!(s, 200, "{b}");
     assert!(
@@ -401,4 +407,227 @@ fn finding_4_a_search_or_query_that_returned_a_person_is_in_their_access_history
         .unwrap()
         .iter()
         .any(|id| *id == p[0].as_str()));
+}
+
+/// Issue 15 finding 7 (R-SEC-3, R-AUD-1): a user reads `[api] max_rows_per_user_per_day` rows a
+/// day on a node, not one more: the read past it returns nothing, is refused 429
+/// `row_quota_exceeded` and is audited; another user counts apart.
+#[test]
+fn finding_7_the_daily_row_quota_holds_at_the_limit_and_refuses_one_more() {
+    const QUOTA: u64 = 5;
+    let w = World::start(|c| c.api.max_rows_per_user_per_day = QUOTA);
+    residents(&w, 6);
+    let (s, b) = w.get("li", "records?source=mzj.dbjz&page_size=4", None);
+    assert_eq!(
+        (s, b["results"].as_array().map(Vec::len)),
+        (200, Some(4)),
+        "{b}"
+    );
+    let (s, b) = w.get("li", "records?source=mzj.dbjz&page_size=1", None);
+    assert_eq!(
+        (s, b["results"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "at the limit: {b}"
+    );
+    refused(
+        &w.get("li", "records?source=mzj.dbjz&page_size=1", None),
+        429,
+        "row_quota_exceeded",
+    );
+    // An answer without rows is no row; the auditor's reads are not li's.
+    let (s, b) = w.get("li", "search?q=%E4%B8%8D%E5%AD%98%E5%9C%A8", None);
+    assert_eq!(
+        (s, b["results"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{b}"
+    );
+    w.audit_settled();
+    let (s, b) = w.get("shen", "audit?user=li&outcome=row_quota_exceeded", None);
+    assert_eq!(s, 200, "{b}");
+    let entries = b["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{b}");
+    assert_eq!(
+        entries[0]["results"], 0,
+        "the refused read returned nothing"
+    );
+    assert_eq!(entries[0]["endpoint"], "GET /api/v1/records");
+}
+
+/// Issue 15 finding 7 (R-SEC-4): with a query-only grant, a query's first
+/// `[api] query_rows_without_export` rows are readable and a page reaching past them needs the
+/// export right — by page number or by cursor; cursors page through a source exactly as one
+/// page does; a malformed cursor is 400 `bad_cursor`, a page too deep 400 `page_too_deep`.
+#[test]
+fn finding_7_paging_past_the_first_rows_needs_the_export_right_and_cursors_page_by_key() {
+    const ROWS: u64 = 3;
+    let w = World::start(|c| c.api.query_rows_without_export = ROWS);
+    residents(&w, 6);
+    let now = now_ms();
+    w.commit(
+        &w.net.key("sysadmin"),
+        TxKind::PutGrant(govchain_chaincode::access::Grant {
+            id: "g-li-hjxx".into(),
+            grantee: govchain_chaincode::access::Grantee::User("li".into()),
+            scope: govchain_chaincode::access::GrantScope::Source("gaj.hjxx".into()),
+            query: true,
+            export: false,
+            valid_from: TimestampMs(now - 1_000),
+            valid_until: TimestampMs(now + 3_600_000),
+        }),
+    );
+    let q = "records?source=gaj.hjxx";
+    let (s, b) = w.get("li", &format!("{q}&page_size=3"), None);
+    assert_eq!(
+        (s, b["results"].as_array().map(Vec::len)),
+        (200, Some(3)),
+        "at the limit: {b}"
+    );
+    let next = b["next"]
+        .as_str()
+        .expect("a full page has a next cursor")
+        .to_string();
+    refused(
+        &w.get("li", &format!("{q}&page_size=1&after={next}"), None),
+        403,
+        "no_export_right",
+    );
+    refused(
+        &w.get("li", &format!("{q}&page_size=4"), None),
+        403,
+        "no_export_right",
+    );
+    refused(
+        &w.get("li", &format!("{q}&page=2&page_size=3"), None),
+        403,
+        "no_export_right",
+    );
+    // li's own department's source carries the export right: paging on is allowed.
+    let (s, b) = w.get("li", "records?source=mzj.dbjz&page=2&page_size=3", None);
+    assert_eq!(
+        (s, b["results"].as_array().map(Vec::len)),
+        (200, Some(3)),
+        "{b}"
+    );
+
+    // Cursors: page by page, the same records in the same order as one page.
+    let (s, all) = w.admin_get("records?source=mzj.dbjz&page_size=6");
+    assert_eq!(s, 200, "{all}");
+    let keys = |b: &Value| -> Vec<String> {
+        b["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["record_key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut paged = Vec::new();
+    let mut path = "records?source=mzj.dbjz&page_size=4".to_string();
+    loop {
+        let (s, b) = w.admin_get(&path);
+        assert_eq!(s, 200, "{b}");
+        paged.extend(keys(&b));
+        match b["next"].as_str() {
+            Some(n) => path = format!("records?source=mzj.dbjz&page_size=4&after={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, keys(&all));
+    assert_eq!(paged.len(), 6);
+    // A cursor is bound to its query and user, and must be one.
+    for bad in ["zz", "00", &"ab".repeat(40)] {
+        refused(
+            &w.admin_get(&format!("records?source=mzj.dbjz&after={bad}")),
+            400,
+            "bad_cursor",
+        );
+    }
+    refused(
+        &w.get("li", &format!("{q}&after={next}&eq=xb:男"), None),
+        400,
+        "bad_cursor",
+    );
+    refused(
+        &w.get("li", &format!("records?source=mzj.dbjz&after={next}"), None),
+        400,
+        "bad_cursor",
+    );
+    refused(
+        &w.admin_get(&format!("records?source=gaj.hjxx&after={next}")),
+        400,
+        "bad_cursor",
+    );
+    refused(
+        &w.admin_get(&format!("{q}&page=2&after={next}")),
+        400,
+        "bad_query",
+    );
+    refused(
+        &w.admin_get(&format!("{q}&page=102&page_size=100")),
+        400,
+        "page_too_deep",
+    );
+    let (s, b) = w.admin_get(&format!("{q}&page=101&page_size=100"));
+    assert_eq!(s, 200, "10,000 rows skipped is the deepest page: {b}");
+    // The audit search pages by cursor too.
+    w.audit_settled();
+    let (s, b) = w.get("shen", "audit?page_size=2", None);
+    assert_eq!(s, 200, "{b}");
+    let next = b["next"].as_str().unwrap().to_string();
+    let (s, b2) = w.get("shen", &format!("audit?page_size=2&after={next}"), None);
+    assert_eq!(s, 200, "{b2}");
+    let pos = |e: &Value| {
+        (
+            e["time"].as_i64().unwrap(),
+            e["height"].as_i64().unwrap(),
+            e["tx_index"].as_i64().unwrap(),
+            e["entry_index"].as_i64().unwrap(),
+        )
+    };
+    let last = pos(&b["entries"][1]);
+    assert!(
+        b2["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| pos(e) < last),
+        "{b2}"
+    );
+}
+
+/// Issue 15 finding 7: a database failure answers 500 `db_error` with a reference to the
+/// node's log, and no SQL, table name or database message (they are in the log).
+#[test]
+fn finding_7_a_database_error_returns_no_sql_text() {
+    let w = World::start(|_| {});
+    residents(&w, 3);
+    let db = w.net.data_dir(1).join("projection.sqlite");
+    assert!(db.exists(), "{}", db.display());
+    let url = format!("sqlite://{}", db.display());
+    w.rt.block_on(async {
+        let p = govchain_api::projection::Projection::open(&url)
+            .await
+            .unwrap();
+        sqlx::query("DROP TABLE record_fields")
+            .execute(p.pool())
+            .await
+            .unwrap();
+    });
+    let r = w.get(
+        "li",
+        "records?source=mzj.dbjz&eq=xm:%E5%BC%A0%E4%B8%89",
+        None,
+    );
+    refused(&r, 500, "db_error");
+    let text = r.1.to_string().to_lowercase();
+    for leak in [
+        "record_fields",
+        "select",
+        "no such table",
+        "sqlite",
+        "sql",
+        "database:",
+    ] {
+        assert!(!text.contains(leak), "{leak:?} in {text}");
+    }
+    assert!(text.contains("reference"), "{text}");
 }

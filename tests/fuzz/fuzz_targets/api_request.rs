@@ -138,6 +138,7 @@ fn harness() -> &'static Harness {
                     Some(NodeSigner::new(node_key, state.chain_id.clone(), 1)),
                     Some(store.clone()),
                 )),
+                read_limits: Default::default(),
                 sync: None,
                 sync_peers: Arc::new(Vec::new()),
                 consent_phone_source: "gaj.hjxx".into(),
