@@ -131,17 +131,7 @@ impl Caller {
             );
             e.outcome = "audit_backlog".into();
             ctx.security.audit.count(e);
-            return Err(ApiError {
-                retry_after_s: Some(1),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit_backlog",
-                    format!(
-                        "more than {} audit entries wait for the chain; personal data is not served until they are on chain",
-                        ctx.security.audit.backlog_limit()
-                    ),
-                )
-            });
+            return Err(audit_backlog_refusal(ctx));
         }
         let (height, decision) = decide_at_a_height(ctx, &req)?;
         let mut entry = self.entry(AuditAction::Access(req), person.map(str::to_string), "ok");
@@ -192,6 +182,21 @@ impl Caller {
         access::decide(&ctx.store, &req)
             .map(|allowed| allowed.into_iter().collect())
             .unwrap_or_default()
+    }
+}
+
+/// The refusal of a personal-data read while the audit backlog is over its limit (503, retry).
+pub(crate) fn audit_backlog_refusal(ctx: &ApiContext) -> ApiError {
+    ApiError {
+        retry_after_s: Some(1),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_backlog",
+            format!(
+                "more than {} audit entries wait for the chain; personal data is not served until they are on chain",
+                ctx.security.audit.backlog_limit()
+            ),
+        )
     }
 }
 

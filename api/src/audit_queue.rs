@@ -43,7 +43,8 @@ const MAX_ENTRY_BYTES: usize = 1 << 20;
 
 /// Prefix of queued entries in the `outbox` column family.
 const QUEUED: &[u8] = b"audit/";
-/// Prefix of quarantined entries (the chain refused them): the entry, then its reason.
+/// Prefix of quarantined entries: the entry's bytes and the reason (the chain refused it, or
+/// — under `raw/` and the outbox key — the node could not read it back).
 const QUARANTINED: &[u8] = b"audit-q/";
 
 fn key(prefix: &[u8], seq: u64) -> Vec<u8> {
@@ -122,7 +123,22 @@ impl AuditQueue {
                                 entries.push((seq, e, n));
                             }
                             _ => {
-                                tracing::error!(target: "api.audit", "unreadable audit outbox entry skipped")
+                                // Not an entry this node can read (an older layout, a torn
+                                // write): kept in quarantine as it is, never dropped.
+                                tracing::error!(target: "api.audit", "unreadable audit outbox entry quarantined");
+                                let q = [QUARANTINED, b"raw/", &k[..]].concat();
+                                let value = codec::encode_infallible(&(
+                                    v.to_vec(),
+                                    "undecodable".to_string(),
+                                ));
+                                if let Err(e) = store
+                                    .put_raw_unsynced(CF_OUTBOX, &q, &value)
+                                    .and_then(|()| {
+                                        store.delete_raw_unsynced(CF_OUTBOX, &[k.to_vec()])
+                                    })
+                                {
+                                    tracing::error!(target: "api.audit", error = %e, "quarantining an unreadable audit entry");
+                                }
                             }
                         }
                     }
@@ -290,7 +306,8 @@ impl AuditQueue {
     pub fn quarantine(&self, seq: u64, e: &AuditEntry, reason: &str) {
         tracing::error!(target: "api.audit", seq, reason, "the chain refused an audit entry; quarantined");
         if let Some(store) = &self.outbox {
-            let value = codec::encode_infallible(&(e, reason.to_string()));
+            let value =
+                codec::encode_infallible(&(codec::encode_infallible(e), reason.to_string()));
             if let Err(err) = store.put_raw_unsynced(CF_OUTBOX, &key(QUARANTINED, seq), &value) {
                 tracing::error!(target: "api.audit", error = %err, "writing the audit quarantine");
             }
@@ -460,6 +477,21 @@ mod tests {
         );
         let b = q.take_batch(TimestampMs(2), MAX_AUDIT_ENTRIES, MAX_AUDIT_BATCH_BYTES);
         assert_eq!(b.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![8]);
+    }
+
+    #[test]
+    fn finding_2_an_unreadable_outbox_entry_is_quarantined_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .put_raw_unsynced(CF_OUTBOX, &key(QUEUED, 3), b"not an audit entry")
+            .unwrap();
+        let q = AuditQueue::new(Some(store.clone()), 100);
+        assert_eq!(q.backlog(), 0);
+        assert_eq!(q.quarantined(), 1, "kept and counted");
+        assert!(store.raw_prefix(CF_OUTBOX, QUEUED).unwrap().is_empty());
+        drop(q);
+        assert_eq!(AuditQueue::new(Some(store), 100).quarantined(), 1);
     }
 
     #[test]

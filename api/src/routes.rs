@@ -395,21 +395,29 @@ fn kind_name(tx: &SignedTx) -> &'static str {
 }
 
 /// Audits a chain-data read of a caller who may see payloads; whether payloads are shown.
-fn chain_read(ctx: &ApiContext, reader: &ChainReader, results: usize) -> bool {
+/// Payloads are personal data: refused while the audit backlog is over its limit (fail closed,
+/// as [`crate::access::Caller::decide`]).
+fn chain_read(ctx: &ApiContext, reader: &ChainReader, results: usize) -> Result<bool, ApiError> {
     match reader {
         ChainReader::Full(c) => {
+            if ctx.security.audit.over_limit() {
+                ctx.security
+                    .audit
+                    .count(c.entry(AuditAction::ChainRead, None, "audit_backlog"));
+                return Err(crate::access::audit_backlog_refusal(ctx));
+            }
             let mut e = c.entry(AuditAction::ChainRead, None, "ok");
             e.results = results as u64;
             crate::access::audit(ctx, e);
-            true
+            Ok(true)
         }
         ChainReader::Redacted(c) => {
             let mut e = c.entry(AuditAction::ChainRead, None, "redacted");
             e.results = results as u64;
             crate::access::audit(ctx, e);
-            false
+            Ok(false)
         }
-        ChainReader::Anonymous => false,
+        ChainReader::Anonymous => Ok(false),
     }
 }
 
@@ -453,7 +461,7 @@ async fn get_tx(
         "header": block.header,
         "commit": commit,
     });
-    if chain_read(&ctx, &reader, 1) {
+    if chain_read(&ctx, &reader, 1)? {
         answer["tx"] = json!(hex::encode(tx.encode()));
     }
     Ok(Json(answer))
@@ -476,7 +484,7 @@ async fn get_block(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no block at height {h}")))?;
     let commit = ctx.store.commit(Height(h)).map_err(ApiError::internal)?;
-    let full = chain_read(&ctx, &reader, block.txs.len());
+    let full = chain_read(&ctx, &reader, block.txs.len())?;
     let txs: Vec<Value> = block
         .txs
         .iter()

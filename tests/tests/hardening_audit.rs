@@ -132,6 +132,12 @@ fn finding_2_one_hostile_request_cannot_stop_auditing_across_restarts() {
     n.node.restart();
     n.audit_settled(Duration::from_secs(30));
     assert_eq!(n.status()["audit_quarantined"], 0);
+    // At least once: the three searches queued before the kill are on chain after it.
+    let searches = n.audit("action=query").len();
+    assert!(
+        searches >= 4,
+        "{searches} search entries on chain, want 1 + 3"
+    );
 }
 
 /// Finding 2: an entry the chain refuses even after clamping (here: one claiming a decision on
@@ -185,6 +191,16 @@ fn finding_2_reads_fail_closed_over_the_audit_backlog_limit() {
         c.api.audit_interval_ms = 4_000;
     });
     // The reads below fall within the node's first 4 s audit interval: nothing is flushed.
+    let hjxx = n.net.source("gaj.hjxx");
+    let records = vec![govchain_node::synth::Generator::new(3).record_for(&hjxx, 0)];
+    let tx = govchain_node::client::records_tx(
+        &n.net.node_key(1),
+        &n.net.genesis.chain_id,
+        &hjxx,
+        records,
+    );
+    let committed = n.rt.block_on(n.client.submit(&tx, true)).unwrap();
+    assert_eq!(committed.status, "committed");
     let mut refused = None;
     for i in 0..6 {
         let (s, b) = n.admin_get(&format!("search?q=test{i}"));
@@ -198,12 +214,19 @@ fn finding_2_reads_fail_closed_over_the_audit_backlog_limit() {
     assert_eq!(code(&b), "audit_backlog", "{b}");
     assert_eq!(i, 4, "reads at the limit are served, the next is refused");
     assert_eq!(n.status()["audit_fail_closed"], true);
+    // The signed transactions are personal data too: refused to an administrator, while the
+    // anonymous view (hashes, kinds, proofs; not audited) is still served.
+    let (s, b) = n.admin_get(&format!("txs/{}", tx.id()));
+    assert_eq!((s, code(&b)), (503, "audit_backlog"), "{b}");
+    let (s, b) = n.call("GET", &format!("txs/{}", tx.id()), &[]);
+    assert_eq!(s, 200, "{b}");
+    assert!(b.get("tx").is_none());
     assert_eq!(metric(&n.metrics(), "govchain_audit_fail_closed"), 1.0);
     n.audit_settled(Duration::from_secs(30));
     assert_eq!(n.admin_get("search?q=again1").0, 200, "served again");
     n.audit_settled(Duration::from_secs(30));
     let counted = n.audit("outcome=audit_backlog");
-    assert_eq!(counted.len(), 1, "the refusal is on chain: {counted:?}");
+    assert_eq!(counted.len(), 2, "both refusals are on chain: {counted:?}");
 }
 
 /// Finding 2 (and the acceptance's load line): 1,000 concurrent anonymous and bad-credential
