@@ -10,9 +10,10 @@
 //! - An entry the chain refuses on its own is moved to quarantine (`audit-q/` in the outbox,
 //!   with the chain's reason), counted in status and metrics, and never blocks the entries
 //!   behind it.
-//! - Refusals of callers who did not identify themselves (no or bad credentials) are counted
-//!   per (endpoint, code) and go on chain as one entry per interval with the count, not one
-//!   entry each; so do all entries while the queue is at its hard cap. The count table itself is
+//! - Refusals of callers who did not identify themselves (no or bad credentials; logins refused
+//!   before any password was checked) are counted per (user, department, action, endpoint,
+//!   code) and go on chain as one entry per interval with the count, not one entry each; so do
+//!   all entries while the queue is at its hard cap. The count table itself is
 //!   capped ([`MAX_AGGREGATE_KEYS`]); beyond it, entries are counted under a catch-all key.
 //!   Counts live in memory until the next flush (at most one interval is lost to a kill -9).
 //! - Above the backlog limit, personal-data reads are refused (fail closed: no read that could
@@ -62,9 +63,20 @@ fn seq_of(prefix: &[u8], k: &[u8]) -> Option<u64> {
 struct AggregateKey {
     user: String,
     department: String,
-    action: &'static str,
+    /// The action's name (and an administration call's text): what the counted entries share.
+    action: String,
     endpoint: String,
     outcome: String,
+}
+
+/// The action a counted entry carries: the counted entries' own, except that reads of personal
+/// data become an administration entry naming the read (a count is no access decision, and the
+/// auditor re-decides every `Access` entry).
+fn counted_action(a: AuditAction) -> AuditAction {
+    match a {
+        AuditAction::Access(_) => AuditAction::Admin(format!("aggregate {}", a.name())),
+        other => other,
+    }
 }
 
 /// The endpoint of a counted entry: method and the first three path segments, so that paths
@@ -86,7 +98,7 @@ fn endpoint_class(endpoint: &str) -> String {
 struct Queue {
     /// Entries waiting, in sequence order, with their encoded sizes.
     entries: Vec<(u64, AuditEntry, usize)>,
-    counts: BTreeMap<AggregateKey, u64>,
+    counts: BTreeMap<AggregateKey, (AuditAction, u64)>,
 }
 
 /// The audit queue of one node.
@@ -203,30 +215,36 @@ impl AuditQueue {
     /// Counts an entry instead of queueing it: one entry per (user, department, action,
     /// endpoint class, outcome) goes on chain at the next flush, with the count in `results`.
     pub fn count(&self, e: AuditEntry) {
+        let action = counted_action(e.action);
         let mut k = AggregateKey {
             user: e.user,
             department: e.department,
-            action: e.action.name(),
+            action: match &action {
+                AuditAction::Admin(what) => format!("admin {what}"),
+                other => other.name().to_string(),
+            },
             endpoint: endpoint_class(&e.endpoint),
             outcome: e.outcome,
         };
         let mut q = lock(&self.queue);
+        let mut action = action;
         if !q.counts.contains_key(&k) && q.counts.len() >= MAX_AGGREGATE_KEYS {
             k = AggregateKey {
                 user: "*".into(),
                 department: "*".into(),
-                action: "*",
+                action: "*".into(),
                 endpoint: "*".into(),
                 outcome: "*".into(),
             };
+            action = AuditAction::Admin("aggregate *".into());
         }
-        *q.counts.entry(k).or_insert(0) += 1;
+        q.counts.entry(k).or_insert((action, 0)).1 += 1;
     }
 
     /// Turns the counters into queued entries (at `now`); called before each batch.
     fn queue_counts(&self, now: TimestampMs) {
         let counts = std::mem::take(&mut lock(&self.queue).counts);
-        for (k, n) in counts {
+        for (k, (action, n)) in counts {
             let fingerprint = hash_parts(
                 Domain::AuditFingerprint,
                 &[
@@ -242,7 +260,7 @@ impl AuditQueue {
                 time: now,
                 user: k.user,
                 department: k.department,
-                action: AuditAction::Admin(format!("aggregate {}", k.action)),
+                action,
                 endpoint: k.endpoint,
                 person: None,
                 outcome: k.outcome,

@@ -127,6 +127,15 @@ pub async fn login(
         audit(&ctx, login_entry(&l.user, dept, e.code));
         e
     };
+    // A login refused before any password check (throttled, locked, busy, unknown id) is
+    // counted, not one chain entry each: an anonymous flood must not fill the audit queue
+    // (which would then fail every personal-data read closed).
+    let counted = |dept: &str, e: ApiError| {
+        if ctx.security.signer.is_some() {
+            ctx.security.audit.count(login_entry(&l.user, dept, e.code));
+        }
+        e
+    };
     let bad = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -147,10 +156,10 @@ pub async fn login(
         .security
         .logins
         .begin(known.as_ref().map(|(u, _)| u.id.as_str()), addr, now().0)
-        .map_err(|r| fail(&dept, refused_login(r)))?;
+        .map_err(|r| counted(&dept, refused_login(r)))?;
     let Some((user, phc)) = known else {
         let _ = attempt.failed(now().0);
-        return Err(fail(&dept, bad()));
+        return Err(counted(&dept, bad()));
     };
     let password = l.password.clone();
     let ok = ctx

@@ -252,9 +252,13 @@ fn finding_2_a_thousand_concurrent_hostile_requests_keep_memory_bounded_and_audi
             let (http, base) = (http.clone(), base.clone());
             tasks.push(tokio::spawn(async move {
                 let url = format!("{base}/api/v1/persons/{i:018}");
-                let req = match i % 3 {
+                let req = match i % 4 {
                     0 => http.get(url),
                     1 => http.get(url).bearer_auth(format!("{i:064}")),
+                    // Logins of an id that does not exist: refused before any password check.
+                    2 => http
+                        .post(format!("{base}/api/v1/login"))
+                        .json(&serde_json::json!({"user": "ghost", "password": "Wrong-2026"})),
                     _ => http
                         .get(url)
                         .header("x-govchain-key", "00".repeat(32))
@@ -271,9 +275,16 @@ fn finding_2_a_thousand_concurrent_hostile_requests_keep_memory_bounded_and_audi
         out
     });
     assert!(
-        statuses.iter().all(|s| *s == 401),
+        statuses.iter().all(|s| *s == 401 || *s == 429),
         "every hostile request is refused: {:?}",
-        statuses.iter().filter(|s| **s != 401).collect::<Vec<_>>()
+        statuses
+            .iter()
+            .filter(|s| **s != 401 && **s != 429)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        statuses.contains(&429),
+        "the address is throttled past its budget"
     );
     assert_eq!(n.admin_get("search?q=real1").0, 200);
     n.audit_settled(Duration::from_secs(30));
@@ -285,7 +296,17 @@ fn finding_2_a_thousand_concurrent_hostile_requests_keep_memory_bounded_and_audi
         .filter(|e| e["user"] == "" && e["endpoint"] == "GET /api/v1/persons/…")
         .map(|e| e["results"].as_u64().unwrap())
         .sum();
-    assert_eq!(counted, 1000, "every refusal is counted on chain");
+    assert_eq!(counted, 750, "every refused read is counted on chain");
+    let logins = n.audit("action=login&user=ghost");
+    let tried: u64 = logins.iter().map(|e| e["results"].as_u64().unwrap()).sum();
+    assert_eq!(
+        tried, 250,
+        "every refused login is counted on chain: {logins:?}"
+    );
+    assert!(
+        logins.len() <= 4,
+        "one entry per outcome and interval: {logins:?}"
+    );
     assert!(
         !n.audit("action=query").is_empty(),
         "the real read is on chain"
