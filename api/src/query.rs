@@ -75,13 +75,20 @@ pub async fn person_file(
     };
     let deadline_ms = crate::sync::deadline(param(&ps, "deadline_ms"))?;
     let mut records = crate::matters::person_records(projection.pool(), &id).await?;
+    // Decided over the sources holding the person's records that the caller may read (found
+    // silently first): a refusal naming a source the caller may not read would tell that it
+    // holds the person (issue 15 finding 4). A person held only there is "no records", as a
+    // person held nowhere.
     let decide = |records: &[Value]| {
+        let person = Some(id.as_str());
+        let sources = crate::matters::sources_of(records);
+        let readable = caller.readable(&ctx, Right::Query, sources, person);
         caller.decide(
             &ctx,
             Right::Query,
-            crate::matters::sources_of(records),
+            readable.into_iter().collect(),
             false,
-            Some(id.as_str()),
+            person,
             None,
         )
     };

@@ -631,3 +631,34 @@ fn finding_7_a_database_error_returns_no_sql_text() {
     }
     assert!(text.contains("reference"), "{text}");
 }
+
+/// Issue 15 finding 4 (R-SEC-3, R-SEC-5): with a consent, the person file of a person held only
+/// by a restricted source the caller may not read answers exactly as for a person held
+/// nowhere — it does not name the restricted source, nor tell that it holds the person.
+#[test]
+fn finding_4_a_person_file_does_not_reveal_a_restricted_source_holding_the_person() {
+    let w = World::start(|_| {});
+    residents(&w, 3);
+    let wffz = w.net.source("gaj.wffz");
+    let mut gen = Generator::new(21);
+    let only_restricted = gen.record_for(&wffz, 9);
+    let held = only_restricted.fields["sfzh"].clone();
+    let nowhere = gen.record_for(&wffz, 8).fields["sfzh"].clone();
+    let tx = records_tx(
+        &w.net.node_key(1),
+        &w.net.genesis.chain_id,
+        &wffz,
+        vec![only_restricted],
+    );
+    assert_eq!(
+        w.rt.block_on(w.client.submit(&tx, true)).unwrap().status,
+        "committed"
+    );
+    w.projected();
+    let (c1, c2) = (w.consent(3, &held), w.consent(4, &nowhere));
+    let a = w.get("li", &format!("persons/{held}"), Some(&c1));
+    let b = w.get("li", &format!("persons/{nowhere}"), Some(&c2));
+    refused(&b, 404, "not_found");
+    assert_eq!(without(&a, &held), without(&b, &nowhere), "{a:?}");
+    assert!(!a.1.to_string().contains("wffz"), "{a:?}");
+}
