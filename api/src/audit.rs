@@ -25,9 +25,13 @@ use sqlx::Row;
 use crate::access::{audit, reader, Caller};
 use crate::audit_queue::MAX_AUDIT_BATCH_BYTES;
 use crate::catalog::{param, params};
+use crate::openapi::{
+    AuditExportRowsParam, CursorParam, FileKindParam, HeightParam, IndexParam, KeysetPageParam,
+    PageSizeParam, PersonIdParam, UnixMsParam, NO_PROJECTION, UNAUTHENTICATED,
+};
 use crate::paging::Window;
 use crate::projection::Projection;
-use crate::query::db_error;
+use crate::query::{db_error, MAX_PAGE_SIZE};
 use crate::{ApiContext, ApiError};
 
 /// Most rows of one audit export.
@@ -98,6 +102,10 @@ pub async fn flush(ctx: &ApiContext) -> usize {
         0
     }
 }
+
+/// 403 of the audit log's endpoints.
+const NOT_AUDITOR: &str =
+    "forbidden: not an auditor or a system administrator, or a key that is no user's; user_disabled";
 
 fn auditor(
     ctx: &ApiContext,
@@ -249,7 +257,7 @@ const SEARCH_PARAMS: [&str; 10] = [
 ];
 
 /// `GET /api/v1/audit`: searches the audit log.
-#[utoipa::path(get, path = "/api/v1/audit", params(("user" = Option<String>, Query, description = "user id"), ("department" = Option<String>, Query, description = "department id"), ("person" = Option<String>, Query, description = "national ID"), ("action" = Option<String>, Query, description = "login, logout, query, export, consent_request, consent_verify, admin, audit_read"), ("outcome" = Option<String>, Query, description = "ok or a denial code"), ("from" = Option<i64>, Query, description = "Unix ms, inclusive"), ("to" = Option<i64>, Query, description = "Unix ms, exclusive"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows (deeper: after); not with after"), ("page_size" = Option<usize>, Query, description = "1-100"), ("after" = Option<String>, Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts)")), responses((status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "entries, newest first"), (status = 403, description = "not an auditor")))]
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "audit_search", params(("user" = Option<String>, Query, description = "user id"), ("department" = Option<String>, Query, description = "department id"), ("person" = Option<String>, Query, description = "national ID"), ("action" = Option<String>, Query, description = "login, logout, query, export, consent_request, consent_verify, admin, audit_read"), ("outcome" = Option<String>, Query, description = "ok or a denial code"), ("from" = inline(Option<UnixMsParam>), Query, description = "Unix ms, inclusive"), ("to" = inline(Option<UnixMsParam>), Query, description = "Unix ms, exclusive"), ("page" = inline(Option<KeysetPageParam>), Query, description = "default 1; (page - 1) x page_size at most 10000 rows skipped (deeper: after)"), ("page_size" = inline(Option<PageSizeParam>), Query, description = "default 20"), ("after" = inline(Option<CursorParam>), Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts); not with page")), responses((status = 200, body = Object, description = "entries, newest first"), (status = 400, description = "bad_page, page_too_deep, bad_cursor, bad_query, bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = NOT_AUDITOR), (status = 503, description = NO_PROJECTION), (status = 500, description = "db_error: the node's database failed (details only in its log)")))]
 pub async fn search(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -257,7 +265,14 @@ pub async fn search(
 ) -> Result<Json<Value>, ApiError> {
     let (caller, p) = auditor(&ctx, &headers, &uri)?;
     let ps = params(&uri, &SEARCH_PARAMS)?;
-    let window = Window::parse(&ps, &caller.user_id(), uri.path(), 20, 100, AUDIT_KEY_PARTS)?;
+    let window = Window::parse(
+        &ps,
+        &caller.user_id(),
+        uri.path(),
+        20,
+        MAX_PAGE_SIZE,
+        AUDIT_KEY_PARTS,
+    )?;
     let rows = search_rows(&p, &ps, &window, false).await?;
     let mut e = caller.entry(
         AuditAction::AuditRead,
@@ -273,7 +288,7 @@ pub async fn search(
 }
 
 /// `GET /api/v1/audit/export?…&format=csv|xlsx`: the search as a file.
-#[utoipa::path(get, path = "/api/v1/audit/export", params(("format" = Option<String>, Query, description = "csv (default) or xlsx"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows"), ("page_size" = Option<usize>, Query, description = "1-10000"), ("after" = Option<String>, Query, description = "the next cursor (x-govchain-next of the previous file) of this query")), responses((status = 200, description = "the entries as a file (CSV cells that would start a formula get a leading apostrophe), with x-govchain-digest and x-govchain-next"), (status = 403, description = "not an auditor")))]
+#[utoipa::path(get, path = "/api/v1/audit/export", operation_id = "audit_export", params(("format" = inline(Option<FileKindParam>), Query, description = "default csv"), ("user" = Option<String>, Query, description = "user id"), ("department" = Option<String>, Query, description = "department id"), ("person" = Option<String>, Query, description = "national ID"), ("action" = Option<String>, Query, description = "the action"), ("outcome" = Option<String>, Query, description = "ok or a denial code"), ("from" = inline(Option<UnixMsParam>), Query, description = "Unix ms, inclusive"), ("to" = inline(Option<UnixMsParam>), Query, description = "Unix ms, exclusive"), ("page" = inline(Option<KeysetPageParam>), Query, description = "default 1; (page - 1) x page_size at most 10000 rows skipped (deeper: after)"), ("page_size" = inline(Option<AuditExportRowsParam>), Query, description = "default the most"), ("after" = inline(Option<CursorParam>), Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts); not with page")), responses((status = 200, content((String = "text/csv"), (Object = "application/json"), (String = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")), headers(("x-govchain-digest" = String, description = "blake3 hash of the file, hex"), ("x-govchain-next" = String, description = "the next page's cursor (after=), when the file was a full page")), description = "the entries as a file (CSV cells that would start a formula get a leading apostrophe)"), (status = 400, description = "bad_format, bad_page, page_too_deep, bad_cursor, bad_query, bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = NOT_AUDITOR), (status = 503, description = NO_PROJECTION)))]
 pub async fn export(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -375,7 +390,7 @@ pub fn proof_of(
 }
 
 /// `GET /api/v1/audit/proof?height=&tx_index=&entry_index=`: one entry's offline proof.
-#[utoipa::path(get, path = "/api/v1/audit/proof", params(("height" = u64, Query, description = "block height"), ("tx_index" = usize, Query, description = "transaction index"), ("entry_index" = usize, Query, description = "entry index")), responses((status = 200, description = "the proof file govchain verify-proof checks"), (status = 404, description = "no such entry")))]
+#[utoipa::path(get, path = "/api/v1/audit/proof", params(("height" = inline(HeightParam), Query, description = "block height"), ("tx_index" = inline(IndexParam), Query, description = "transaction index"), ("entry_index" = inline(IndexParam), Query, description = "entry index")), responses((status = 200, body = Object, description = "the proof file govchain verify-proof checks"), (status = 400, description = "bad_query, bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = NOT_AUDITOR), (status = 404, description = "no such entry"), (status = 503, description = NO_PROJECTION)))]
 pub async fn proof(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -403,7 +418,7 @@ pub async fn proof(
 
 /// `GET /api/v1/persons/{id}/accesses`: every read of this person's data, newest first, each
 /// with its proof.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/accesses", params(("id" = String, Path, description = "national ID"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows (deeper: after); not with after"), ("page_size" = Option<usize>, Query, description = "1-100"), ("after" = Option<String>, Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts)")), responses((status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "accesses with consent, matter, outcome and proof"), (status = 403, description = "not an auditor")))]
+#[utoipa::path(get, path = "/api/v1/persons/{id}/accesses", params(("id" = inline(PersonIdParam), Path, description = "national ID"), ("page" = inline(Option<KeysetPageParam>), Query, description = "default 1; (page - 1) x page_size at most 10000 rows skipped (deeper: after)"), ("page_size" = inline(Option<PageSizeParam>), Query, description = "default 20"), ("after" = inline(Option<CursorParam>), Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts); not with page")), responses((status = 200, body = Object, description = "accesses with consent, matter, outcome and proof"), (status = 400, description = "bad_person_id, bad_page, page_too_deep, bad_cursor, bad_query, bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = NOT_AUDITOR), (status = 503, description = NO_PROJECTION), (status = 500, description = "db_error: the node's database failed (details only in its log)")))]
 pub async fn person_accesses(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -413,7 +428,14 @@ pub async fn person_accesses(
     let (caller, p) = auditor(&ctx, &headers, &uri)?;
     let person = crate::matters::person(&id)?;
     let ps = params(&uri, &["page", "page_size", "after"])?;
-    let window = Window::parse(&ps, &caller.user_id(), uri.path(), 20, 100, AUDIT_KEY_PARTS)?;
+    let window = Window::parse(
+        &ps,
+        &caller.user_id(),
+        uri.path(),
+        20,
+        MAX_PAGE_SIZE,
+        AUDIT_KEY_PARTS,
+    )?;
     let filter = vec![("person".into(), person.as_str().to_string())];
     let rows = search_rows(&p, &filter, &window, true).await?;
     let next = next_page(&window, &rows);

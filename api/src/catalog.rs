@@ -19,6 +19,9 @@ use serde_json::{json, Value};
 use sqlx::{AnyPool, Row};
 
 use crate::access::reader;
+use crate::openapi::{
+    HexIdParam, PageParam, PageSizeParam, BAD_REQUEST, FORBIDDEN, NO_PROJECTION, UNAUTHENTICATED,
+};
 use crate::query::{db_error, MAX_PAGE, MAX_PAGE_SIZE};
 use crate::{ApiContext, ApiError};
 
@@ -216,7 +219,7 @@ async fn category_json(pool: &AnyPool, c: &ServiceCategory) -> Result<Value, Api
 }
 
 /// `GET /api/v1/matters`: every matter type with its materials, by id.
-#[utoipa::path(get, path = "/api/v1/matters", responses((status = 200, description = "every matter type (R-ARC-4) with its sources, fields and materials"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator")))]
+#[utoipa::path(get, path = "/api/v1/matters", responses((status = 200, body = Object, description = "every matter type (R-ARC-4) with its sources, fields and materials"), (status = 400, description = BAD_REQUEST), (status = 401, description = UNAUTHENTICATED), (status = 403, description = FORBIDDEN), (status = 503, description = NO_PROJECTION)))]
 pub async fn list_matters(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -233,7 +236,7 @@ pub async fn list_matters(
 }
 
 /// `GET /api/v1/matters/{id}`: one matter type with its materials.
-#[utoipa::path(get, path = "/api/v1/matters/{id}", params(("id" = String, Path, description = "matter type id")), responses((status = 200, description = "the matter type with its materials"), (status = 404, description = "unknown_matter")))]
+#[utoipa::path(get, path = "/api/v1/matters/{id}", params(("id" = String, Path, description = "matter type id")), responses((status = 200, body = Object, description = "the matter type with its materials"), (status = 400, description = BAD_REQUEST), (status = 401, description = UNAUTHENTICATED), (status = 403, description = FORBIDDEN), (status = 503, description = NO_PROJECTION), (status = 404, description = "unknown_matter")))]
 pub async fn get_matter(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -248,7 +251,7 @@ pub async fn get_matter(
 }
 
 /// `GET /api/v1/matters/{id}/materials`: a matter type's materials checklist (R-ARC-5).
-#[utoipa::path(get, path = "/api/v1/matters/{id}/materials", params(("id" = String, Path, description = "matter type id")), responses((status = 200, description = "the materials in checklist order"), (status = 404, description = "unknown_matter")))]
+#[utoipa::path(get, path = "/api/v1/matters/{id}/materials", params(("id" = String, Path, description = "matter type id")), responses((status = 200, body = Object, description = "the materials in checklist order"), (status = 400, description = BAD_REQUEST), (status = 401, description = UNAUTHENTICATED), (status = 403, description = FORBIDDEN), (status = 503, description = NO_PROJECTION), (status = 404, description = "unknown_matter")))]
 pub async fn list_materials(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -262,7 +265,7 @@ pub async fn list_materials(
 }
 
 /// `GET /api/v1/categories`: every service category with its templates and formats.
-#[utoipa::path(get, path = "/api/v1/categories", responses((status = 200, description = "every service category (R-QRY-5) with its display templates and export formats")))]
+#[utoipa::path(get, path = "/api/v1/categories", responses((status = 200, body = Object, description = "every service category (R-QRY-5) with its display templates and export formats"), (status = 400, description = BAD_REQUEST), (status = 401, description = UNAUTHENTICATED), (status = 403, description = FORBIDDEN), (status = 503, description = NO_PROJECTION)))]
 pub async fn list_categories(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -284,7 +287,7 @@ pub async fn list_categories(
 }
 
 /// `GET /api/v1/categories/{id}`: one category with its templates and formats.
-#[utoipa::path(get, path = "/api/v1/categories/{id}", params(("id" = String, Path, description = "category id")), responses((status = 200, description = "the category, its display templates and export formats"), (status = 404, description = "unknown_category")))]
+#[utoipa::path(get, path = "/api/v1/categories/{id}", params(("id" = String, Path, description = "category id")), responses((status = 200, body = Object, description = "the category, its display templates and export formats"), (status = 400, description = BAD_REQUEST), (status = 401, description = UNAUTHENTICATED), (status = 403, description = FORBIDDEN), (status = 503, description = NO_PROJECTION), (status = 404, description = "unknown_category")))]
 pub async fn get_category(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -298,7 +301,7 @@ pub async fn get_category(
 }
 
 /// `GET /api/v1/queries?owner=HEX`: an owner's saved queries, by name (R-QRY-2).
-#[utoipa::path(get, path = "/api/v1/queries", params(("owner" = String, Query, description = "the owner's public key, hex")), responses((status = 200, description = "the owner's saved queries"), (status = 400, description = "bad_owner")))]
+#[utoipa::path(get, path = "/api/v1/queries", params(("owner" = inline(HexIdParam), Query, description = "the owner's public key, hex")), responses((status = 200, body = Object, description = "the owner's saved queries"), (status = 400, description = "bad_owner, bad_query, bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = FORBIDDEN), (status = 503, description = NO_PROJECTION)))]
 pub async fn list_queries(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -318,7 +321,7 @@ pub async fn list_queries(
 
 /// `GET /api/v1/catalog/changes?page=&page_size=`: every catalog change in chain order, with
 /// its block height, transaction and signer (R-ARC-5: every change is on chain).
-#[utoipa::path(get, path = "/api/v1/catalog/changes", params(("page" = Option<usize>, Query, description = "1-10000"), ("page_size" = Option<usize>, Query, description = "1-100")), responses((status = 200, description = "catalog changes, oldest first")))]
+#[utoipa::path(get, path = "/api/v1/catalog/changes", params(("page" = inline(Option<PageParam>), Query, description = "default 1"), ("page_size" = inline(Option<PageSizeParam>), Query, description = "default the most")), responses((status = 200, body = Object, description = "catalog changes, oldest first"), (status = 400, description = "bad_page, bad_query, bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = FORBIDDEN), (status = 503, description = NO_PROJECTION)))]
 pub async fn list_changes(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,

@@ -33,19 +33,21 @@ pub const MAX_CONSENT_HOURS: u64 = 720;
 const MAX_PHONE_RECORDS: usize = 16;
 
 /// Body of `POST /api/v1/consents/request`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     /// The person's national ID.
+    #[schema(schema_with = crate::openapi::person_id)]
     pub person: String,
     /// The matter type of the case.
     pub matter: String,
     /// Why (1–200 characters).
+    #[schema(schema_with = crate::openapi::purpose)]
     pub purpose: String,
 }
 
 /// Body of `POST /api/v1/consents/verify`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeCheck {
     /// The request id from `/consents/request`.
@@ -53,6 +55,8 @@ pub struct CodeCheck {
     /// The 6 digits the person read out.
     pub code: String,
     /// How long the consent holds, in hours (1–720, default 24).
+    #[schema(schema_with = crate::openapi::consent_hours)]
+    #[serde(default, deserialize_with = "crate::session::opt_whole_u64")]
     pub valid_hours: Option<u64>,
 }
 
@@ -149,7 +153,7 @@ fn needs_user(caller: &Caller) -> Result<String, ApiError> {
 }
 
 /// `POST /api/v1/consents/request`: sends a code to the person's phone.
-#[utoipa::path(post, path = "/api/v1/consents/request", request_body(content = String, content_type = "application/json", description = "{\"person\", \"matter\", \"purpose\"}"), responses((status = 200, description = "{request_id, expires_at, phone (masked)}"), (status = 400, description = "bad_person_id, bad_body"), (status = 404, description = "unknown_matter"), (status = 409, description = "no_phone: the phone source (api.consent_phone_source) has no number for the person"), (status = 429, description = "rate_limited"), (status = 502, description = "sms_failed"), (status = 503, description = "no_phone_source, no_projection")))]
+#[utoipa::path(post, path = "/api/v1/consents/request", request_body(content = CodeRequest, description = "the person, the matter of the case and why"), responses((status = 200, body = Object, description = "{request_id, expires_at, phone (masked)}"), (status = 400, description = "bad_person_id, bad_body, bad_consent"), (status = 401, description = crate::openapi::UNAUTHENTICATED), (status = 403, description = "forbidden: the system administrator's key (consents are for users), a key that is no user's; user_disabled"), (status = 404, description = "unknown_matter"), (status = 413, description = "too_large: the body is over the node's limit"), (status = 409, description = "no_phone: the phone source (api.consent_phone_source) has no number for the person"), (status = 429, description = "rate_limited"), (status = 502, description = "sms_failed"), (status = 503, description = "no_phone_source, no_projection, busy")))]
 pub async fn request_code(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -237,7 +241,7 @@ pub async fn request_code(
 }
 
 /// `POST /api/v1/consents/verify`: checks the code and records the consent on chain.
-#[utoipa::path(post, path = "/api/v1/consents/verify", request_body(content = String, content_type = "application/json", description = "{\"request_id\", \"code\", \"valid_hours\"?}"), responses((status = 200, description = "{consent_id, expires_at, height}: the consent is committed"), (status = 403, description = "wrong_code, code_expired, code_used, too_many_attempts"), (status = 404, description = "unknown_request"), (status = 503, description = "not committed in time")))]
+#[utoipa::path(post, path = "/api/v1/consents/verify", request_body(content = CodeCheck, description = "the code request and the code the person read out"), responses((status = 200, body = Object, description = "{consent_id, expires_at, height}: the consent is committed"), (status = 400, description = "bad_body, bad_consent"), (status = 401, description = crate::openapi::UNAUTHENTICATED), (status = 403, description = "wrong_code, code_expired, code_used, too_many_attempts; forbidden: the system administrator's key, a key that is no user's; user_disabled"), (status = 404, description = "unknown_request, unknown_matter"), (status = 409, description = "the consent transaction is a duplicate"), (status = 413, description = "too_large: the body is over the node's limit"), (status = 422, description = "the chain refuses the consent"), (status = 503, description = "pending: not committed in time; no_signer; mempool_full; busy")))]
 pub async fn verify_code(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,

@@ -36,6 +36,9 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// The names [`FileKind::parse`] accepts.
+    pub const NAMES: [&'static str; 3] = ["csv", "json", "xlsx"];
+
     /// Parses `csv`, `json` or `xlsx` (400 `bad_format` otherwise).
     pub fn parse(s: &str) -> Result<Self, ApiError> {
         match s {

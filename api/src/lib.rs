@@ -20,6 +20,7 @@ pub mod lockout;
 pub mod matters;
 pub mod metrics;
 pub mod named;
+pub mod openapi;
 pub mod paging;
 pub mod projection;
 pub mod query;

@@ -17,6 +17,10 @@ use serde_json::{json, Map, Value};
 
 use crate::access::reader;
 use crate::catalog::{load_source, param, params, require_matter};
+use crate::openapi::{
+    CursorParam, HexIdParam, KeysetPageParam, PageSizeParam, PersonIdParam, DECIDE_UNAVAILABLE,
+    DENIED, UNAUTHENTICATED,
+};
 use crate::paging::Window;
 use crate::query::{db_error, record_json, MAX_PAGE_SIZE, RECORD_COLUMNS};
 use crate::{ApiContext, ApiError};
@@ -109,7 +113,7 @@ async fn source_section(
 }
 
 /// `GET /api/v1/persons/{id}/matters/{matter}`: the matter's file of a person.
-#[utoipa::path(get, path = "/api/v1/persons/{id}/matters/{matter}", params(("id" = String, Path, description = "18-digit national ID"), ("matter" = String, Path, description = "matter type id")), responses((status = 200, description = "for each source the matter type names, the person's latest records with only its fields; and the materials checklist"), (status = 400, description = "bad_person_id"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "signer is not the system administrator"), (status = 404, description = "unknown_matter")))]
+#[utoipa::path(get, path = "/api/v1/persons/{id}/matters/{matter}", params(("id" = inline(PersonIdParam), Path, description = "18-digit national ID"), ("matter" = String, Path, description = "matter type id"), ("x-govchain-consent" = inline(Option<HexIdParam>), Header, nullable = false, description = "the person's consent for this matter (a consent id)")), responses((status = 200, body = Object, description = "for each source the matter type names, the person's latest records with only its fields; and the materials checklist"), (status = 400, description = "bad_person_id, bad_query, bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = DENIED), (status = 404, description = "unknown_matter"), (status = 503, description = DECIDE_UNAVAILABLE)))]
 pub async fn matter_file(
     State(ctx): State<ApiContext>,
     Path((id, matter)): Path<(String, String)>,
@@ -161,7 +165,7 @@ pub async fn matter_file(
 
 /// `GET /api/v1/matters/{id}/extract?source=&page=&page_size=`: records of the matter's
 /// sources (or of one of them) with only the matter's fields, by source and record key.
-#[utoipa::path(get, path = "/api/v1/matters/{id}/extract", params(("id" = String, Path, description = "matter type id"), ("source" = Option<String>, Query, description = "one of the matter's sources"), ("page" = Option<usize>, Query, description = "from 1, skipping at most 10000 rows (deeper: after); not with after"), ("page_size" = Option<usize>, Query, description = "1-100"), ("after" = Option<String>, Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts)")), responses((status = 429, description = "row_quota_exceeded: the user's rows of the day on this node are used up (Retry-After)"), (status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "one page of records restricted to the matter's fields (R-ARC-3)"), (status = 400, description = "source_not_in_matter, bad_page, bad_query"), (status = 404, description = "unknown_matter")))]
+#[utoipa::path(get, path = "/api/v1/matters/{id}/extract", params(("id" = String, Path, description = "matter type id"), ("source" = Option<String>, Query, description = "one of the matter's sources (default: all of them)"), ("page" = inline(Option<KeysetPageParam>), Query, description = "default 1; (page - 1) x page_size at most 10000 rows skipped (deeper: after)"), ("page_size" = inline(Option<PageSizeParam>), Query, description = "default 20"), ("after" = inline(Option<CursorParam>), Query, description = "the next cursor of the previous page of this query (keyset paging; bound to the user and query, lapses when the node restarts); not with page")), responses((status = 200, body = Object, description = "one page of records restricted to the matter's fields (R-ARC-3)"), (status = 400, description = "source_not_in_matter, bad_page, page_too_deep, bad_cursor, bad_query, bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = DENIED), (status = 404, description = "unknown_matter"), (status = 503, description = DECIDE_UNAVAILABLE), (status = 429, description = "row_quota_exceeded: the user's rows of the day on this node are used up (Retry-After)"), (status = 500, description = "db_error: the node's database failed (details only in its log)")))]
 pub async fn extract(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,

@@ -157,7 +157,7 @@ pub fn render(ctx: &ApiContext, sync: Option<&Value>) -> String {
 }
 
 /// `GET /api/v1/metrics`.
-#[utoipa::path(get, path = "/api/v1/metrics", responses((status = 200, description = "Prometheus text format: height, mempool, audit backlog, and per data source the sync health, failures, refused records kept and dropped, queue, commits and cursor")))]
+#[utoipa::path(get, path = "/api/v1/metrics", security(()), responses((status = 200, body = String, content_type = "text/plain", description = "Prometheus text format: height, mempool, audit backlog, and per data source the sync health, failures, refused records kept and dropped, queue, commits and cursor")))]
 pub async fn metrics(State(ctx): State<ApiContext>) -> impl IntoResponse {
     let sync = ctx.sync.as_ref().map(|s| s.status());
     (

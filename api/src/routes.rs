@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::access::{chain_reader, ChainReader};
+use crate::openapi::Complete;
 use crate::{ApiContext, ApiError, CommitNotice, Submission};
 
 /// The API router.
@@ -149,6 +150,8 @@ const MAX_REJECTION_TEXT_BYTES: usize = 4096;
         title = "govchain node API",
         description = "Chain, projection queries and exports of a govchain node (DESIGN §7). Personal-data endpoints need a staff session (Authorization: Bearer, from /api/v1/login) or a request signed by a registered key (headers x-govchain-key, x-govchain-time, x-govchain-signature); person and matter files need a consent id in x-govchain-consent. Every access is audited on chain."
     ),
+    modifiers(&Complete),
+    security(("bearer" = []), ("signed_key" = [], "signed_time" = [], "signed_signature" = [])),
     paths(
         status,
         submit_tx,
@@ -204,7 +207,7 @@ pub(crate) fn now_ms() -> TimestampMs {
     TimestampMs(ms)
 }
 
-#[utoipa::path(get, path = "/api/v1/status", responses((status = 200, description = "Chain id, department, tip height, block hash, app hash, mempool size, projected height")))]
+#[utoipa::path(get, path = "/api/v1/status", security(()), responses((status = 200, body = Object, description = "Chain id, department, tip height, block hash, app hash, mempool size, projected height")))]
 async fn status(State(ctx): State<ApiContext>) -> Json<Value> {
     let tip = *ctx.tip.borrow();
     // How far the SQL projection has come (null without one, or if it cannot be read).
@@ -272,7 +275,7 @@ fn admit_check(ctx: &ApiContext, body: &[u8]) -> Result<SignedTx, ApiError> {
     Ok(tx)
 }
 
-#[utoipa::path(post, path = "/api/v1/txs", params(("wait" = Option<String>, Query, description = "\"commit\": answer once the block is durably stored")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "canonical bytes of a signed transaction"), responses((status = 200, description = "committed"), (status = 202, description = "admitted, pending"), (status = 400, description = "malformed, wrong chain, bad signature, unknown kind"), (status = 409, description = "replayed nonce or duplicate"), (status = 413, description = "body too large"), (status = 503, description = "mempool full; retry later")))]
+#[utoipa::path(post, path = "/api/v1/txs", security(()), params(("wait" = inline(Option<crate::openapi::WaitParam>), Query, description = "\"commit\": answer once the block is durably stored")), request_body(content = inline(crate::openapi::BinaryBody), content_type = "application/octet-stream", description = "canonical bytes of a signed transaction"), responses((status = 200, body = Object, description = "committed"), (status = 202, body = Object, description = "admitted, pending"), (status = 400, description = "bad_query, malformed_tx, wrong_chain, bad_signature, unknown_kind, malformed"), (status = 403, description = "unauthorized: the signer may not do this"), (status = 409, description = "replayed nonce, duplicate, already exists, in use"), (status = 413, description = "body too large"), (status = 422, description = "not_found, invalid, invalid_record, too_large: chaincode refuses the transaction"), (status = 503, description = "mempool_full (Retry-After), shutting_down")))]
 async fn submit_tx(
     State(ctx): State<ApiContext>,
     Query(q): Query<HashMap<String, String>>,
@@ -421,7 +424,7 @@ fn chain_read(ctx: &ApiContext, reader: &ChainReader, results: usize) -> Result<
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/txs/{id}", params(("id" = String, Path, description = "transaction id, 64 hex digits")), responses((status = 200, description = "the transaction's block, position, kind, signer, Merkle inclusion proof and commit certificate; the signed transaction itself (`tx`, hex) only for a department node, an auditor or a system administrator (audited)"), (status = 400, description = "not a transaction id"), (status = 401, description = "credentials present but not valid"), (status = 403, description = "a key that is not registered"), (status = 404, description = "not committed")))]
+#[utoipa::path(get, path = "/api/v1/txs/{id}", security((), ("bearer" = []), ("signed_key" = [], "signed_time" = [], "signed_signature" = [])), params(("id" = inline(crate::openapi::HexIdParam), Path, description = "transaction id, 64 hex digits")), responses((status = 200, body = Object, description = "the transaction's block, position, kind, signer, Merkle inclusion proof and commit certificate; the signed transaction itself (`tx`, hex) only for a department node, an auditor or a system administrator (audited)"), (status = 400, description = "bad_tx_id: not a transaction id; bad_consent"), (status = 401, description = crate::openapi::UNAUTHENTICATED), (status = 403, description = crate::openapi::FORBIDDEN), (status = 404, description = "not committed"), (status = 503, description = crate::openapi::BUSY)))]
 async fn get_tx(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -467,7 +470,7 @@ async fn get_tx(
     Ok(Json(answer))
 }
 
-#[utoipa::path(get, path = "/api/v1/blocks/{height}", params(("height" = u64, Path, description = "block height")), responses((status = 200, description = "header, each transaction's id, kind, signer, nonce and size, and the commit certificate; the signed transactions themselves (`tx`, hex, per transaction) only for a department node, an auditor or a system administrator (audited)"), (status = 400, description = "not a height"), (status = 401, description = "credentials present but not valid"), (status = 403, description = "a key that is not registered"), (status = 404, description = "no such block")))]
+#[utoipa::path(get, path = "/api/v1/blocks/{height}", security((), ("bearer" = []), ("signed_key" = [], "signed_time" = [], "signed_signature" = [])), params(("height" = inline(crate::openapi::HeightParam), Path, description = "block height")), responses((status = 200, body = Object, description = "header, each transaction's id, kind, signer, nonce and size, and the commit certificate; the signed transactions themselves (`tx`, hex, per transaction) only for a department node, an auditor or a system administrator (audited)"), (status = 400, description = "bad_height: not a height; bad_consent"), (status = 401, description = crate::openapi::UNAUTHENTICATED), (status = 403, description = crate::openapi::FORBIDDEN), (status = 404, description = "no such block"), (status = 503, description = crate::openapi::BUSY)))]
 async fn get_block(
     State(ctx): State<ApiContext>,
     Path(height): Path<String>,

@@ -4,6 +4,7 @@
 //! id in a forced order and every candidate's value is confirmed, so a hit always holds the
 //! fragment.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::Json;
@@ -34,14 +35,17 @@ pub struct SearchQuery {
 }
 
 /// `GET /api/v1/search?q=…`: records with a name, ID, address or phone field containing `q`.
-#[utoipa::path(get, path = "/api/v1/search", params(("q" = String, Query, description = "2-32 characters; a whole national ID names that person and needs their consent"), ("limit" = Option<usize>, Query, description = "1-100, default 20"), ("x-govchain-consent" = Option<String>, Header, description = "the person's consent id, when q is a whole national ID")), responses((status = 429, description = "row_quota_exceeded: the user's rows of the day on this node are used up (Retry-After)"), (status = 500, description = "db_error: the node's database failed (details only in its log)"), (status = 200, description = "records of the sources the caller may read with a name, ID, address or phone field containing q"), (status = 400, description = "query or limit out of range"), (status = 401, description = "no session, bad, stale or replayed signature"), (status = 403, description = "no_consent, consent_mismatch, consent_expired (q names a person), user_disabled")))]
+#[utoipa::path(get, path = "/api/v1/search", params(("q" = inline(crate::openapi::SearchTextParam), Query, description = "a whole national ID names that person and needs their consent"), ("limit" = inline(Option<crate::openapi::SearchLimitParam>), Query, description = "default 20"), ("x-govchain-consent" = inline(Option<crate::openapi::HexIdParam>), Header, nullable = false, description = "the person's consent id, when q is a whole national ID")), responses((status = 200, body = Object, description = "records of the sources the caller may read with a name, ID, address or phone field containing q"), (status = 400, description = "bad_query, bad_limit, query_too_short, bad_consent"), (status = 401, description = crate::openapi::UNAUTHENTICATED), (status = 403, description = crate::openapi::DENIED), (status = 503, description = crate::openapi::DECIDE_UNAVAILABLE), (status = 429, description = "row_quota_exceeded: the user's rows of the day on this node are used up (Retry-After)"), (status = 500, description = "db_error: the node's database failed (details only in its log)")))]
 pub async fn search(
     State(ctx): State<ApiContext>,
-    Query(query): Query<SearchQuery>,
+    query: Result<Query<SearchQuery>, QueryRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
     let (caller, projection) = reader(&ctx, &headers, &uri)?;
+    // A missing q or a limit that is no number is an error like any other (JSON, not the
+    // extractor's plain text).
+    let Query(query) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
     let limit = query.limit.unwrap_or(20);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(

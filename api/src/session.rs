@@ -20,13 +20,33 @@ use crate::security::{check_password, hash_password, verify_password, Security};
 use crate::{ApiContext, ApiError};
 
 /// Body of `POST /api/v1/login`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     /// User id.
+    #[schema(schema_with = crate::openapi::user_id)]
     pub user: String,
     /// Password.
     pub password: String,
+}
+
+/// An optional whole number as JSON Schema's `integer` reads it: `24` and `24.0` alike (a
+/// document that says `integer` admits both), null or absent for None.
+pub(crate) fn opt_whole_u64<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+            .map(|f| f as u64)
+    });
+    whole
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole non-negative number")))
 }
 
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -95,7 +115,7 @@ fn refused_login(r: Refusal) -> ApiError {
 /// lock the user out for 15 minutes (checks already running count, so concurrent guesses
 /// cannot get past it); more than [`MAX_LOGIN_FAILURES_PER_ADDRESS`] failures from one client
 /// address within 15 minutes are answered 429 ([`crate::lockout`]).
-#[utoipa::path(post, path = "/api/v1/login", request_body(content = String, content_type = "application/json", description = "{\"user\", \"password\"} (at most 4 KiB)"), responses((status = 200, description = "{token, expires_at}"), (status = 400, description = "bad_body, bad_user_id"), (status = 401, description = "bad_credentials"), (status = 403, description = "locked (Retry-After), user_disabled"), (status = 413, description = "too_large"), (status = 429, description = "too_many_logins (Retry-After)"), (status = 503, description = "busy (Retry-After)")))]
+#[utoipa::path(post, path = "/api/v1/login", security(()), request_body(content = Login, description = "a user id and password (at most 4 KiB)"), responses((status = 200, body = Object, description = "{token, expires_at, user}"), (status = 400, description = "bad_body, bad_user_id"), (status = 401, description = "bad_credentials"), (status = 403, description = "locked (Retry-After), user_disabled"), (status = 413, description = "too_large"), (status = 429, description = "too_many_logins (Retry-After)"), (status = 503, description = "busy (Retry-After)")))]
 pub async fn login(
     State(ctx): State<ApiContext>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -200,7 +220,7 @@ pub async fn login(
 }
 
 /// `POST /api/v1/logout`: ends the session.
-#[utoipa::path(post, path = "/api/v1/logout", responses((status = 200, description = "ended"), (status = 401, description = "no_session")))]
+#[utoipa::path(post, path = "/api/v1/logout", responses((status = 200, body = Object, description = "ended"), (status = 400, description = "bad_consent"), (status = 401, description = crate::openapi::UNAUTHENTICATED), (status = 403, description = crate::openapi::FORBIDDEN), (status = 503, description = crate::openapi::BUSY)))]
 pub async fn logout(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -219,7 +239,7 @@ pub async fn logout(
 }
 
 /// `GET /api/v1/me`: who the caller is.
-#[utoipa::path(get, path = "/api/v1/me", responses((status = 200, description = "the caller's user record (null for the system administrator's key) and department")))]
+#[utoipa::path(get, path = "/api/v1/me", responses((status = 200, body = Object, description = "the caller's user record (null for the system administrator's key) and department"), (status = 400, description = "bad_consent"), (status = 401, description = crate::openapi::UNAUTHENTICATED), (status = 403, description = crate::openapi::FORBIDDEN), (status = 503, description = crate::openapi::BUSY)))]
 pub async fn me(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -250,7 +270,7 @@ fn forbidden(message: impl Into<String>) -> ApiError {
 }
 
 /// `GET /api/v1/users/{id}`: a user as on chain (the user, or an administrator of them).
-#[utoipa::path(get, path = "/api/v1/users/{id}", params(("id" = String, Path, description = "user id")), responses((status = 200, description = "the user and whether a password is set on this node"), (status = 403, description = "forbidden"), (status = 404, description = "no such user")))]
+#[utoipa::path(get, path = "/api/v1/users/{id}", params(("id" = String, Path, description = "user id")), responses((status = 200, body = Object, description = "the user and whether a password is set on this node"), (status = 400, description = "bad_consent"), (status = 401, description = crate::openapi::UNAUTHENTICATED), (status = 403, description = "forbidden: neither the user nor an administrator of them, or a key that is no user's; user_disabled"), (status = 404, description = "no such user"), (status = 503, description = crate::openapi::BUSY)))]
 pub async fn get_user(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
@@ -271,10 +291,11 @@ pub async fn get_user(
 }
 
 /// Body of `PUT /api/v1/users/{id}/password`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPassword {
     /// The new password (8–128 characters, a letter and a digit).
+    #[schema(schema_with = crate::openapi::password)]
     pub password: String,
     /// The current one, when users change their own.
     pub old_password: Option<String>,
@@ -282,7 +303,7 @@ pub struct SetPassword {
 
 /// `PUT /api/v1/users/{id}/password`: sets a user's password on this node: by an administrator
 /// of the user, or by the user with the current password. Ends the user's sessions.
-#[utoipa::path(put, path = "/api/v1/users/{id}/password", params(("id" = String, Path, description = "user id")), request_body(content = String, content_type = "application/json", description = "{\"password\", \"old_password\"?}"), responses((status = 200, description = "set"), (status = 400, description = "weak_password, bad_body"), (status = 403, description = "forbidden, bad_credentials"), (status = 404, description = "no such user")))]
+#[utoipa::path(put, path = "/api/v1/users/{id}/password", params(("id" = String, Path, description = "user id")), request_body(content = SetPassword, description = "the new password; the current one when users change their own"), responses((status = 200, body = Object, description = "set"), (status = 400, description = "weak_password, bad_body, bad_consent"), (status = 401, description = crate::openapi::UNAUTHENTICATED), (status = 403, description = "forbidden: neither the user nor an administrator of them; bad_credentials: the current password is wrong; user_disabled"), (status = 404, description = "no such user"), (status = 413, description = "too_large: the body is over the node's limit"), (status = 503, description = crate::openapi::BUSY)))]
 pub async fn set_password(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,

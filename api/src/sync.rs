@@ -18,10 +18,17 @@ use serde_json::Value;
 
 use crate::access::{audit, authenticate, Caller};
 use crate::catalog::{param, params};
+use crate::openapi::{
+    DeadlineParam, HistoryLimitParam, PersonIdParam, SourceParam, BUSY, UNAUTHENTICATED,
+};
 use crate::{ApiContext, ApiError};
 
 /// Longest deadline a pull-through may ask for.
 pub const MAX_FRESH_DEADLINE_MS: u64 = 30_000;
+/// Most runs one history request lists.
+pub const MAX_HISTORY_RUNS: usize = 1_000;
+/// Runs a history request lists when it names no `limit`.
+pub const DEFAULT_HISTORY_RUNS: usize = 50;
 /// Deadline of a pull-through that names none.
 pub const DEFAULT_FRESH_DEADLINE_MS: u64 = 3_000;
 
@@ -131,7 +138,7 @@ fn audit_call(ctx: &ApiContext, caller: &Caller, what: String, outcome: &str) {
 }
 
 /// `GET /api/v1/sync/status`: every connector of this node.
-#[utoipa::path(get, path = "/api/v1/sync/status", responses((status = 200, description = "per source: health, consecutive failures, last error, cursor, records queued and in flight, last run"), (status = 403, description = "not an operator"), (status = 404, description = "the node runs no connectors")))]
+#[utoipa::path(get, path = "/api/v1/sync/status", operation_id = "sync_status", responses((status = 200, body = Object, description = "per source: health, consecutive failures, last error, cursor, records queued and in flight, last run"), (status = 400, description = "bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = "forbidden: not an operator (the system administrator, an auditor, this department's administrator); user_disabled"), (status = 404, description = "no_connectors: the node runs no connectors"), (status = 503, description = BUSY)))]
 pub async fn status(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -143,25 +150,28 @@ pub async fn status(
     Ok(Json(s))
 }
 
-/// `source` (required) and `limit` (history: 1..=1000, default 50) of the query.
+/// `source` (required) and `limit` (history: 1..=[`MAX_HISTORY_RUNS`], default
+/// [`DEFAULT_HISTORY_RUNS`]) of the query.
 fn source_query(uri: &Uri, allowed: &[&str]) -> Result<(String, usize), ApiError> {
     let ps = params(uri, allowed)?;
     let source = param(&ps, "source")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_request("bad_query", "source=ID is required"))?;
     let limit = match param(&ps, "limit") {
-        None => 50,
+        None => DEFAULT_HISTORY_RUNS,
         Some(v) => v
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::bad_request("bad_query", format!("limit={v:?}: 1-1000")))?,
+            .filter(|n| (1..=MAX_HISTORY_RUNS).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request("bad_query", format!("limit={v:?}: 1-{MAX_HISTORY_RUNS}"))
+            })?,
     };
     Ok((source.to_string(), limit))
 }
 
 /// `GET /api/v1/sync/history?source=ID`: the latest runs of one source.
-#[utoipa::path(get, path = "/api/v1/sync/history", params(("source" = String, Query, description = "data source id"), ("limit" = Option<usize>, Query, description = "most runs, default 50")), responses((status = 200, description = "runs, newest first: trigger, start, end, pages, fetched, queued, unchanged, rejected, committed, errors, outcome"), (status = 403, description = "not an operator"), (status = 404, description = "no connector for this source")))]
+#[utoipa::path(get, path = "/api/v1/sync/history", params(("source" = inline(SourceParam), Query, description = "data source id"), ("limit" = inline(Option<HistoryLimitParam>), Query, description = "most runs, default 50")), responses((status = 200, body = Object, description = "runs, newest first: trigger, start, end, pages, fetched, queued, unchanged, rejected, committed, errors, outcome"), (status = 400, description = "bad_query, bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = "forbidden: not an operator (the system administrator, an auditor, this department's administrator); user_disabled"), (status = 404, description = "no_connectors, or no connector for this source"), (status = 503, description = BUSY)))]
 pub async fn history(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -179,7 +189,7 @@ pub async fn history(
 /// `GET /api/v1/sync/rejected?source=ID`: the records of one source that failed validation
 /// (R-SYN-3), newest first, with the reason, the time and the run; and how many are kept and
 /// how many were dropped because the list was full.
-#[utoipa::path(get, path = "/api/v1/sync/rejected", params(("source" = String, Query, min_length = 1, description = "data source id"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "most records listed, 1-1000, default 50")), responses((status = 200, description = "kept (records in the list), dropped (oldest dropped because the list was full), keep (the cap) and records, newest first: key, seq, reason, refused_at, checked_at, run, checks, key_bytes, payload_bytes"), (status = 400, description = "source missing, limit out of range or an unknown parameter"), (status = 401, description = "no, bad, stale or replayed credentials"), (status = 403, description = "not an operator (system administrator, auditor or this department's administrator)"), (status = 404, description = "the node runs no connectors, or none for this source"), (status = 500, description = "the node's outbox could not be read")))]
+#[utoipa::path(get, path = "/api/v1/sync/rejected", params(("source" = inline(SourceParam), Query, description = "data source id"), ("limit" = inline(Option<HistoryLimitParam>), Query, description = "most records listed, default 50")), responses((status = 200, body = Object, description = "kept (records in the list), dropped (oldest dropped because the list was full), keep (the cap) and records, newest first: key, seq, reason, refused_at, checked_at, run, checks, key_bytes, payload_bytes"), (status = 400, description = "bad_query: source missing, limit out of range or an unknown parameter; bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = "forbidden: not an operator (system administrator, auditor or this department's administrator); user_disabled"), (status = 404, description = "the node runs no connectors, or none for this source"), (status = 500, description = "the node's outbox could not be read"), (status = 503, description = BUSY)))]
 pub async fn rejected(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -199,7 +209,7 @@ pub async fn rejected(
 /// again with the current catalog; those that pass go to the chain, the others stay with the
 /// new reason; then a run starts (unless one is in progress) to fetch what the department
 /// system fixed since.
-#[utoipa::path(post, path = "/api/v1/sync/rejected/retry", params(("source" = String, Query, description = "data source id")), responses((status = 200, description = "retry: the check as a run record (fetched = checked, resolved = passed, queued, unchanged, rejected = still refused); run_started: whether a run started"), (status = 400, description = "source missing or an unknown parameter"), (status = 401, description = "no, bad, stale or replayed credentials"), (status = 403, description = "not the system administrator or this department's administrator"), (status = 404, description = "the node runs no connectors, or none for this source"), (status = 500, description = "the node's outbox could not be read or written")))]
+#[utoipa::path(post, path = "/api/v1/sync/rejected/retry", params(("source" = inline(SourceParam), Query, description = "data source id")), responses((status = 200, body = Object, description = "retry: the check as a run record (fetched = checked, resolved = passed, queued, unchanged, rejected = still refused); run_started: whether a run started"), (status = 400, description = "bad_query: source missing or an unknown parameter; bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = "forbidden: not the system administrator or this department's administrator; user_disabled"), (status = 404, description = "the node runs no connectors, or none for this source"), (status = 500, description = "the node's outbox could not be read or written"), (status = 503, description = BUSY)))]
 pub async fn retry_rejected(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -221,7 +231,7 @@ pub async fn retry_rejected(
 }
 
 /// `POST /api/v1/sync/run?source=ID`: starts a run of one source now (outside its schedule).
-#[utoipa::path(post, path = "/api/v1/sync/run", params(("source" = String, Query, description = "data source id")), responses((status = 202, description = "the run started"), (status = 403, description = "not the system administrator or this department's administrator"), (status = 404, description = "no connector for this source"), (status = 409, description = "a run of this source is in progress")))]
+#[utoipa::path(post, path = "/api/v1/sync/run", params(("source" = inline(SourceParam), Query, description = "data source id")), responses((status = 202, body = Object, description = "the run started"), (status = 400, description = "bad_query, bad_consent"), (status = 401, description = UNAUTHENTICATED), (status = 403, description = "forbidden: not the system administrator or this department's administrator; user_disabled"), (status = 404, description = "no_connectors, or no connector for this source"), (status = 409, description = "sync_running: a run of this source is in progress"), (status = 503, description = BUSY)))]
 pub async fn run(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -250,7 +260,7 @@ pub async fn run(
 /// `POST /api/v1/sync/pull?person=ID&deadline_ms=N`: another department's node asks this one
 /// to refresh a person's records from this department's systems (its part of a pull-through,
 /// R-SYN-2). Signed with that node's key; answers what was refreshed and at which height.
-#[utoipa::path(post, path = "/api/v1/sync/pull", params(("person" = String, Query, description = "18-digit national ID"), ("deadline_ms" = Option<u64>, Query, description = "default 3000, at most 30000")), responses((status = 200, description = "refreshed and stale sources, and the height holding the refreshed records"), (status = 400, description = "bad person id or deadline"), (status = 401, description = "unsigned, bad, stale or replayed signature"), (status = 403, description = "not a department node's key")))]
+#[utoipa::path(post, path = "/api/v1/sync/pull", security(("signed_key" = [], "signed_time" = [], "signed_signature" = [])), params(("person" = inline(PersonIdParam), Query, description = "18-digit national ID"), ("deadline_ms" = inline(Option<DeadlineParam>), Query, description = "default 3000")), responses((status = 200, body = Object, description = "refreshed and stale sources, and the height holding the refreshed records"), (status = 400, description = "bad_person_id, bad_query: bad person id or deadline"), (status = 401, description = "unauthenticated, bad_signature, stale_request, replayed_request"), (status = 403, description = "forbidden: not a department node's key"), (status = 503, description = BUSY)))]
 pub async fn pull(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
