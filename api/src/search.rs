@@ -73,7 +73,7 @@ pub async fn search(
     }
     // A whole national ID names one person: the search then needs that person's consent, as
     // the person file does (R-SEC-5), and shows only the consent's sources.
-    let named = crate::named::in_search(&needle);
+    let named = crate::named::in_search(&needle)?;
     let person = named.as_ref().map(|p| p.as_str());
     // Only sources the caller may read are searched (R-SEC-3), so neither the hits, their
     // number, `truncated` nor a refusal depend on records the caller may not read.

@@ -264,15 +264,26 @@ fn finding_4_a_query_naming_one_person_needs_the_persons_consent() {
             403,
             "no_consent",
         );
-        refused(
-            &w.get(
-                "li",
-                &format!("records?source=mzj.dbjz&from=sfzh:{id}&to=sfzh:{id}"),
-                None,
+        // What would read or walk persons without naming one is refused outright (review of
+        // finding 4): ranges on an ID field (a one-ID range, an open one read a row at a
+        // time), a value that is no ID (MySQL pads "ID " to "ID"), a 17-digit search.
+        for (path, want) in [
+            (
+                format!("records?source=mzj.dbjz&from=sfzh:{id}&to=sfzh:{id}"),
+                "id_range",
             ),
-            403,
-            "no_consent",
-        );
+            (
+                format!("records?source=mzj.dbjz&from=sfzh:{id}&page_size=1"),
+                "id_range",
+            ),
+            (
+                format!("records?source=mzj.dbjz&eq=sfzh:{id}%20"),
+                "bad_person_id",
+            ),
+            (format!("search?q={}", &id[..17]), "partial_id"),
+        ] {
+            refused(&w.get("li", &path, None), 400, want);
+        }
         refused(
             &w.get(
                 "li",
