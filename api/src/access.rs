@@ -169,6 +169,10 @@ impl Caller {
         sources: Vec<String>,
         person: Option<&str>,
     ) -> BTreeSet<String> {
+        if self.node.is_some() {
+            // A node's key reads no personal data ([`Caller::decide`] refuses it).
+            return BTreeSet::new();
+        }
         let req = AccessRequest {
             user: self.user.as_ref().map(|u| u.id.clone()),
             right,
