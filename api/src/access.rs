@@ -420,11 +420,14 @@ pub fn authenticate(
         }
         (Some(s.user), None)
     } else {
-        let key = crate::auth::verify_signed(&ctx.replay, headers, method, path, body, now.0)
-            .map_err(|e| refuse("", &ctx.department, e))?;
-        match role_of(&ctx.store, &key).map_err(ApiError::internal)? {
-            Some(KeyRole::SystemAdmin) => (None, Some(key)),
-            Some(KeyRole::User(id)) => (Some(id), Some(key)),
+        // Verify, check the role, and only then remember the request (finding 5 of issue 15:
+        // an unregistered key never takes room in the replay guard).
+        let signed =
+            crate::auth::verify_signed(&ctx.audience(), headers, method, path, body, now.0)
+                .map_err(|e| refuse("", &ctx.department, e))?;
+        let who = match role_of(&ctx.store, &signed.key).map_err(ApiError::internal)? {
+            Some(KeyRole::SystemAdmin) => None,
+            Some(KeyRole::User(id)) => Some(id),
             _ => {
                 return Err(refuse(
                     "",
@@ -436,7 +439,12 @@ pub fn authenticate(
                     ),
                 ))
             }
-        }
+        };
+        let key = ctx
+            .replay
+            .record(signed, now.0)
+            .map_err(|e| refuse("", &ctx.department, e))?;
+        (who, Some(key))
     };
     let user = match user {
         None => None,
@@ -515,7 +523,9 @@ pub fn chain_reader(
         .map_err(ApiError::internal)?;
     if let Some(Some(KeyRole::DepartmentNode(dept))) = node {
         let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-        let key = crate::auth::verify_signed(&ctx.replay, headers, "GET", path, b"", now().0)?;
+        let now = now().0;
+        let signed = crate::auth::verify_signed(&ctx.audience(), headers, "GET", path, b"", now)?;
+        let key = ctx.replay.record(signed, now)?;
         return Ok(ChainReader::Full(Caller {
             user: None,
             key: Some(key),

@@ -1,20 +1,27 @@
-//! Signed requests of key-holders (R-SEC-7; DESIGN §7): the genesis system administrator and
-//! registered system accounts (department and approval systems). Staff use sessions instead
-//! ([`crate::access`]).
+//! Signed requests of key-holders (R-SEC-7; DESIGN §7): the genesis system administrator,
+//! registered system accounts (department and approval systems) and departments' nodes. Staff
+//! use sessions instead ([`crate::access`]).
 //!
 //! A request carries three headers: `x-govchain-key` (hex public key), `x-govchain-time` (Unix
 //! ms), `x-govchain-signature` (hex ed25519 signature over [`request_digest`]) and optionally
-//! `x-govchain-nonce` (so identical requests in one millisecond differ). The node
-//! refuses a missing or malformed header, a time more than [`MAX_SKEW_MS`] from its clock, a
-//! signature that does not verify, a signature it has already seen (replay), and a key that is
-//! not registered (the last in [`crate::access::authenticate`]).
+//! `x-govchain-nonce` (so identical requests in one millisecond differ). The digest binds the
+//! request to its [`Audience`]: the chain id and the key of the node it is sent to (both in
+//! the public `GET /api/v1/status`, as `chain_id` and `node_key`), so a request captured at one
+//! node is refused by every other node and on every other chain.
+//!
+//! The node refuses, in this order: a missing or malformed header, a time more than
+//! [`MAX_SKEW_MS`] from its clock, a signature that does not verify ([`verify_signed`]), a key
+//! that is not registered for the endpoint (the caller's role check), and a request it has
+//! already seen ([`ReplayGuard::record`]). Only a request whose key is registered is ever
+//! remembered, and each key has its own bounded set, so no key — registered or not — can fill
+//! or evict another's.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, StatusCode};
 use govchain_ledger::hash::{hash_parts, Domain};
-use govchain_ledger::{crypto, Hash, Keypair, PublicKey, Signature};
+use govchain_ledger::{crypto, ChainId, Hash, Keypair, PublicKey, Signature};
 
 use crate::ApiError;
 
@@ -33,9 +40,35 @@ pub const NONCE_HEADER: &str = "x-govchain-nonce";
 /// Longest nonce.
 pub const MAX_NONCE_CHARS: usize = 64;
 
-/// What a system account signs: method, path with query, time, nonce (empty when absent) and
-/// the body's hash.
+/// The node a signed request is for: its chain and its node key, as its public
+/// `GET /api/v1/status` names them (`chain_id`, `node_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience {
+    /// The chain.
+    pub chain_id: ChainId,
+    /// The key of the node that is to serve the request.
+    pub node: PublicKey,
+}
+
+impl Audience {
+    /// Reads the audience from a node's status document.
+    pub fn from_status(status: &serde_json::Value) -> Result<Self, String> {
+        let chain = status["chain_id"]
+            .as_str()
+            .ok_or("the node's status names no chain_id")?;
+        let chain_id = ChainId::new(chain).map_err(|e| e.to_string())?;
+        let node = status["node_key"]
+            .as_str()
+            .ok_or("the node's status names no node_key")?;
+        let node = PublicKey::from_hex(node).map_err(|e| format!("node_key {node:?}: {e}"))?;
+        Ok(Self { chain_id, node })
+    }
+}
+
+/// What a key-holder signs: the audience (chain id, target node key), method, path with query,
+/// time, nonce (empty when absent) and the body's hash.
 pub fn request_digest(
+    to: &Audience,
     method: &str,
     path_and_query: &str,
     time_ms: u64,
@@ -46,6 +79,10 @@ pub fn request_digest(
     hash_parts(
         Domain::Request,
         &[
+            // A chain id is [a-z0-9-] and a key 32 bytes: neither can run into the next part.
+            to.chain_id.as_str().as_bytes(),
+            b"\n",
+            to.node.as_bytes(),
             method.as_bytes(),
             b"\n",
             path_and_query.as_bytes(),
@@ -58,15 +95,23 @@ pub fn request_digest(
     )
 }
 
-/// The three headers of a request signed by `key` at `time_ms` (no nonce).
+/// The three headers of a request to `to` signed by `key` at `time_ms` (no nonce).
 pub fn sign_request(
     key: &Keypair,
+    to: &Audience,
     method: &str,
     path_and_query: &str,
     time_ms: u64,
     body: &[u8],
 ) -> [(&'static str, String); 3] {
-    let sig = key.sign(&request_digest(method, path_and_query, time_ms, "", body));
+    let sig = key.sign(&request_digest(
+        to,
+        method,
+        path_and_query,
+        time_ms,
+        "",
+        body,
+    ));
     [
         (KEY_HEADER, key.public().to_hex()),
         (TIME_HEADER, time_ms.to_string()),
@@ -74,9 +119,10 @@ pub fn sign_request(
     ]
 }
 
-/// The four headers of a request signed by `key` at `time_ms` with `nonce`.
+/// The four headers of a request to `to` signed by `key` at `time_ms` with `nonce`.
 pub fn sign_request_with_nonce(
     key: &Keypair,
+    to: &Audience,
     method: &str,
     path_and_query: &str,
     time_ms: u64,
@@ -84,6 +130,7 @@ pub fn sign_request_with_nonce(
     body: &[u8],
 ) -> [(&'static str, String); 4] {
     let sig = key.sign(&request_digest(
+        to,
         method,
         path_and_query,
         time_ms,
@@ -98,53 +145,160 @@ pub fn sign_request_with_nonce(
     ]
 }
 
-/// Most signatures remembered (the signed requests of twice the skew window): 2,000,000 is
-/// ~3,300 signed requests per second sustained. Beyond it, signed requests are refused with
-/// 503 until old ones age out, never accepted unchecked.
-pub const MAX_REMEMBERED_SIGNATURES: usize = 2_000_000;
+/// Most requests remembered per key: those whose time is still within [`MAX_SKEW_MS`] of the
+/// node's clock. 600,000 is 1,000 signed requests per second per key sustained over the ten
+/// minutes a request time stays acceptable. Beyond it, that key's requests are refused with
+/// 503 until old ones age out, never accepted unchecked; other keys are not affected.
+pub const MAX_REMEMBERED_PER_KEY: usize = 600_000;
 
-/// Signatures seen within twice the skew window (a replayed request is refused). Entries are
-/// kept in arrival order and expire from the front, so each request costs O(1).
-#[derive(Debug, Clone, Default)]
+/// Most keys with remembered requests. Only keys registered for the endpoint they called get a
+/// set (see [`ReplayGuard::record`]), and a key's set is dropped once all its requests aged
+/// out. Memory is bounded by the caps and, in practice, by what the node can serve: each
+/// entry is a request that verified and was accepted.
+pub const MAX_REPLAY_KEYS: usize = 1_024;
+
+/// A request whose signature verified: its key (not yet known to be registered), time and
+/// digest. Record it with [`ReplayGuard::record`] once the key's role is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a verified request is recorded in the replay guard once its key is known"]
+pub struct Verified {
+    /// The signer.
+    pub key: PublicKey,
+    /// The request's time (Unix ms).
+    pub time_ms: u64,
+    digest: Hash,
+}
+
+/// Requests seen per key, while their time is acceptable (a replayed request is refused).
+/// Keyed by the signed digest, so a second encoding of one signature is the same request.
+#[derive(Debug, Clone)]
 pub struct ReplayGuard {
     seen: Arc<Mutex<Seen>>,
 }
 
-#[derive(Debug, Default)]
-struct Seen {
-    set: HashSet<[u8; 64]>,
-    order: VecDeque<(u64, [u8; 64])>,
+impl Default for ReplayGuard {
+    fn default() -> Self {
+        Self::with_caps(MAX_REMEMBERED_PER_KEY, MAX_REPLAY_KEYS)
+    }
 }
 
-/// What the guard says about a signature.
+#[derive(Debug)]
+struct Seen {
+    per_key: usize,
+    max_keys: usize,
+    keys: HashMap<PublicKey, BTreeSet<(u64, [u8; 32])>>,
+    /// The latest clock reading seen: requests older than it by more than the skew were
+    /// forgotten, so they are refused as stale even if the clock steps back.
+    clock_ms: u64,
+}
+
+impl Seen {
+    /// Drops `set`'s requests whose time is no longer acceptable.
+    fn prune(set: &mut BTreeSet<(u64, [u8; 32])>, now_ms: u64) {
+        while let Some(first) = set.first().copied() {
+            if first.0.saturating_add(MAX_SKEW_MS) >= now_ms {
+                break;
+            }
+            set.pop_first();
+        }
+    }
+}
+
+/// What the guard says about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Use {
     First,
     Replayed,
-    Full,
+    /// Its time is older than what the guard still remembers.
+    Stale,
+    /// This key's set is full.
+    KeyFull,
+    /// The table of keys is full.
+    KeysFull,
 }
 
 impl ReplayGuard {
-    /// Records `sig` at `now_ms` (the node's clock).
-    fn first_use(&self, sig: &Signature, now_ms: u64) -> Use {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((t, old)) = seen.order.front().copied() {
-            if now_ms.saturating_sub(t) <= 2 * MAX_SKEW_MS {
-                break;
-            }
-            seen.order.pop_front();
-            seen.set.remove(&old);
+    /// A guard with caps other than the defaults (tests).
+    pub fn with_caps(per_key: usize, max_keys: usize) -> Self {
+        assert!(per_key > 0 && max_keys > 0, "invariant: positive caps");
+        Self {
+            seen: Arc::new(Mutex::new(Seen {
+                per_key,
+                max_keys,
+                keys: HashMap::new(),
+                clock_ms: 0,
+            })),
         }
-        if seen.set.contains(&sig.0) {
+    }
+
+    fn first_use(&self, v: &Verified, now_ms: u64) -> Use {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.clock_ms = seen.clock_ms.max(now_ms);
+        let now = seen.clock_ms;
+        if v.time_ms.saturating_add(MAX_SKEW_MS) < now {
+            return Use::Stale;
+        }
+        if !seen.keys.contains_key(&v.key) && seen.keys.len() >= seen.max_keys {
+            seen.keys.retain(|_, set| {
+                Seen::prune(set, now);
+                !set.is_empty()
+            });
+            if seen.keys.len() >= seen.max_keys {
+                return Use::KeysFull;
+            }
+        }
+        let per_key = seen.per_key;
+        let set = seen.keys.entry(v.key).or_default();
+        Seen::prune(set, now);
+        let entry = (v.time_ms, v.digest.0);
+        if set.contains(&entry) {
             return Use::Replayed;
         }
-        if seen.set.len() >= MAX_REMEMBERED_SIGNATURES {
-            return Use::Full;
+        if set.len() >= per_key {
+            return Use::KeyFull;
         }
-        seen.set.insert(sig.0);
-        seen.order.push_back((now_ms, sig.0));
+        set.insert(entry);
         Use::First
     }
+
+    /// Remembers a verified request of a key known to be registered; refuses one already seen.
+    /// Call it only after the role check, so an unregistered key never takes room.
+    pub fn record(&self, v: Verified, now_ms: u64) -> Result<PublicKey, ApiError> {
+        match self.first_use(&v, now_ms) {
+            Use::First => Ok(v.key),
+            Use::Replayed => Err(unauthorized(
+                "replayed_request",
+                "this signed request was already used",
+            )),
+            Use::Stale => Err(stale()),
+            Use::KeyFull => Err(ApiError {
+                retry_after_s: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "this key has too many signed requests in the replay window; retry later",
+                )
+            }),
+            Use::KeysFull => Err(ApiError {
+                retry_after_s: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "too many keys with signed requests in the replay window; retry later",
+                )
+            }),
+        }
+    }
+}
+
+fn stale() -> ApiError {
+    unauthorized(
+        "stale_request",
+        format!(
+            "request time is more than {} s from the node's clock",
+            MAX_SKEW_MS / 1000
+        ),
+    )
 }
 
 fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -164,15 +318,16 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
         .map_err(|_| unauthorized("bad_signature", format!("header {name} is not text")))
 }
 
-/// Checks a signed request; returns its signer.
+/// Checks a signed request for `to` (this node): headers, time and signature. Nothing is
+/// remembered yet: the caller checks the key's role, then [`ReplayGuard::record`]s it.
 pub fn verify_signed(
-    replay: &ReplayGuard,
+    to: &Audience,
     headers: &HeaderMap,
     method: &str,
     path_and_query: &str,
     body: &[u8],
     now_ms: u64,
-) -> Result<PublicKey, ApiError> {
+) -> Result<Verified, ApiError> {
     let key = PublicKey::from_hex(header(headers, KEY_HEADER)?)
         .map_err(|_| unauthorized("bad_signature", "x-govchain-key is not a hex public key"))?;
     let time: u64 = header(headers, TIME_HEADER)?
@@ -201,71 +356,21 @@ pub fn verify_signed(
             })?,
     };
     if time.abs_diff(now_ms) > MAX_SKEW_MS {
-        return Err(unauthorized(
-            "stale_request",
-            format!(
-                "request time is more than {} s from the node's clock",
-                MAX_SKEW_MS / 1000
-            ),
-        ));
+        return Err(stale());
     }
-    crypto::verify(
-        &key,
-        &request_digest(method, path_and_query, time, nonce, body),
-        &sig,
-    )
-    .map_err(|_| unauthorized("bad_signature", "the request signature does not verify"))?;
-    match replay.first_use(&sig, now_ms) {
-        Use::First => {}
-        Use::Replayed => {
-            return Err(unauthorized(
-                "replayed_request",
-                "this signed request was already used",
-            ))
-        }
-        Use::Full => {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many signed requests in the replay window; retry later",
-            ))
-        }
-    }
-    Ok(key)
+    let digest = request_digest(to, method, path_and_query, time, nonce, body);
+    crypto::verify(&key, &digest, &sig).map_err(|_| {
+        unauthorized(
+            "bad_signature",
+            "the request signature does not verify (signed for this node's chain_id and node_key?)",
+        )
+    })?;
+    Ok(Verified {
+        key,
+        time_ms: time,
+        digest,
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_digest_binds_method_path_time_and_body() {
-        let d = request_digest("GET", "/api/v1/persons/1", 5, "", b"");
-        for other in [
-            request_digest("POST", "/api/v1/persons/1", 5, "", b""),
-            request_digest("GET", "/api/v1/persons/2", 5, "", b""),
-            request_digest("GET", "/api/v1/persons/1", 6, "", b""),
-            request_digest("GET", "/api/v1/persons/1", 5, "n1", b""),
-            request_digest("GET", "/api/v1/persons/1", 5, "", b"x"),
-        ] {
-            assert_ne!(d, other);
-        }
-    }
-
-    #[test]
-    fn a_signature_is_accepted_once_within_the_window_and_forgotten_after() {
-        let g = ReplayGuard::default();
-        let s = Signature([7; 64]);
-        assert_eq!(g.first_use(&s, 1), Use::First);
-        assert_eq!(g.first_use(&s, 2), Use::Replayed);
-        assert_eq!(g.first_use(&Signature([8; 64]), 2), Use::First);
-        // Still remembered at the edge of the window (its time check refuses it after).
-        assert_eq!(g.first_use(&s, 1 + 2 * MAX_SKEW_MS), Use::Replayed);
-        assert_eq!(g.first_use(&s, 2 + 2 * MAX_SKEW_MS), Use::First);
-        assert_eq!(
-            g.seen.lock().unwrap().set.len(),
-            2,
-            "expired entries are dropped"
-        );
-    }
-}
+mod tests;

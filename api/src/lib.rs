@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use govchain_chaincode::TxError;
-use govchain_ledger::{ChainId, Height, SignedTx, Store, Tip, TxId};
+use govchain_ledger::{ChainId, Height, PublicKey, SignedTx, Store, Tip, TxId};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use error::ApiError;
@@ -98,6 +98,8 @@ pub struct Submission {
 pub struct ApiContext {
     /// This chain.
     pub chain_id: ChainId,
+    /// This node's key: signed requests name it (with the chain id) as their audience.
+    pub node_key: PublicKey,
     /// The department running this node.
     pub department: String,
     /// The node's store (reads only).
@@ -128,4 +130,14 @@ pub struct ApiContext {
     /// The data source whose phone number resident consent codes go to
     /// (`api.consent_phone_source`).
     pub consent_phone_source: Arc<str>,
+}
+
+impl ApiContext {
+    /// What a request signed for this node names: this chain and this node's key.
+    pub fn audience(&self) -> auth::Audience {
+        auth::Audience {
+            chain_id: self.chain_id.clone(),
+            node: self.node_key,
+        }
+    }
 }

@@ -148,7 +148,7 @@ const MAX_REJECTION_TEXT_BYTES: usize = 4096;
 #[openapi(
     info(
         title = "govchain node API",
-        description = "Chain, projection queries and exports of a govchain node (DESIGN §7). Personal-data endpoints need a staff session (Authorization: Bearer, from /api/v1/login) or a request signed by a registered key (headers x-govchain-key, x-govchain-time, x-govchain-signature); person and matter files need a consent id in x-govchain-consent. Every access is audited on chain."
+        description = "Chain, projection queries and exports of a govchain node (DESIGN §7). Personal-data endpoints need a staff session (Authorization: Bearer, from /api/v1/login) or a request signed by a registered key (headers x-govchain-key, x-govchain-time, x-govchain-signature, optionally x-govchain-nonce; the signature covers chain_id and node_key from /api/v1/status, method, path and query, time, nonce and the body's blake3 hash); person and matter files need a consent id in x-govchain-consent. Every access is audited on chain."
     ),
     modifiers(&Complete),
     security(("bearer" = []), ("signed_key" = [], "signed_time" = [], "signed_signature" = [])),
@@ -207,7 +207,7 @@ pub(crate) fn now_ms() -> TimestampMs {
     TimestampMs(ms)
 }
 
-#[utoipa::path(get, path = "/api/v1/status", security(()), responses((status = 200, body = Object, description = "Chain id, department, tip height, block hash, app hash, mempool size, projected height")))]
+#[utoipa::path(get, path = "/api/v1/status", security(()), responses((status = 200, body = Object, description = "Chain id, this node's key (node_key: signed requests name it and the chain id), department, tip height, block hash, app hash, mempool size, projected height")))]
 async fn status(State(ctx): State<ApiContext>) -> Json<Value> {
     let tip = *ctx.tip.borrow();
     // How far the SQL projection has come (null without one, or if it cannot be read).
@@ -218,6 +218,7 @@ async fn status(State(ctx): State<ApiContext>) -> Json<Value> {
     Json(json!({
         "projected_height": projected,
         "chain_id": ctx.chain_id,
+        "node_key": ctx.node_key,
         "department": ctx.department,
         "height": tip.height,
         "block_hash": tip.block_hash,

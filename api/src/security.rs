@@ -192,7 +192,12 @@ pub struct NodeSigner {
     key: Keypair,
     chain_id: ChainId,
     next_nonce: AtomicU64,
+    /// Audiences of the peer nodes this node signs requests to, by base URL.
+    peers: Mutex<HashMap<String, crate::auth::Audience>>,
 }
+
+/// Most peer audiences a node remembers (its `[api] sync_peers`; one per department).
+pub const MAX_KNOWN_PEERS: usize = 256;
 
 impl NodeSigner {
     /// A signer whose nonces start at the clock in microseconds, so they never repeat across
@@ -202,7 +207,26 @@ impl NodeSigner {
             key,
             chain_id,
             next_nonce: AtomicU64::new(now_ms.saturating_mul(1000)),
+            peers: Mutex::default(),
         }
+    }
+
+    /// The audience learnt for the peer node at `base`.
+    pub fn peer(&self, base: &str) -> Option<crate::auth::Audience> {
+        lock(&self.peers).get(base).cloned()
+    }
+
+    /// Remembers a peer's audience (at most [`MAX_KNOWN_PEERS`]; beyond, it is asked again).
+    pub fn learn_peer(&self, base: &str, a: crate::auth::Audience) {
+        let mut peers = lock(&self.peers);
+        if peers.len() < MAX_KNOWN_PEERS || peers.contains_key(base) {
+            peers.insert(base.to_string(), a);
+        }
+    }
+
+    /// Forgets a peer's audience (it refused a request: its key may have changed).
+    pub fn forget_peer(&self, base: &str) {
+        lock(&self.peers).remove(base);
     }
 
     /// The headers of an API request to another node signed with this node's key; a nonce
@@ -210,6 +234,7 @@ impl NodeSigner {
     /// looking like a replay.
     pub fn sign_request(
         &self,
+        to: &crate::auth::Audience,
         method: &str,
         path_and_query: &str,
         time_ms: u64,
@@ -218,6 +243,7 @@ impl NodeSigner {
         let nonce = self.next_nonce.fetch_add(1, Ordering::Relaxed).to_string();
         crate::auth::sign_request_with_nonce(
             &self.key,
+            to,
             method,
             path_and_query,
             time_ms,

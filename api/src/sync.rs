@@ -268,18 +268,21 @@ pub async fn pull(
 ) -> Result<Json<Freshness>, ApiError> {
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let now = crate::routes::now_ms().0;
-    let key = crate::auth::verify_signed(&ctx.replay, &headers, "POST", path, b"", now)?;
-    let asker =
-        match govchain_chaincode::auth::role_of(&ctx.store, &key).map_err(ApiError::internal)? {
-            Some(govchain_chaincode::auth::KeyRole::DepartmentNode(d)) => d,
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "only departments' nodes ask for a pull-through",
-                ))
-            }
-        };
+    // Verify, check the role, then remember (an unregistered key never takes replay room).
+    let signed = crate::auth::verify_signed(&ctx.audience(), &headers, "POST", path, b"", now)?;
+    let asker = match govchain_chaincode::auth::role_of(&ctx.store, &signed.key)
+        .map_err(ApiError::internal)?
+    {
+        Some(govchain_chaincode::auth::KeyRole::DepartmentNode(d)) => d,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only departments' nodes ask for a pull-through",
+            ))
+        }
+    };
+    ctx.replay.record(signed, now)?;
     let ps = params(&uri, &["person", "deadline_ms"])?;
     let person = crate::matters::person(param(&ps, "person").unwrap_or_default())?;
     let deadline_ms = deadline(param(&ps, "deadline_ms"))?;
@@ -312,6 +315,43 @@ pub fn deadline(v: Option<&str>) -> Result<u64, ApiError> {
     }
 }
 
+/// The audience of requests to the node at `base` (its chain id and node key, from its
+/// status; remembered per peer). A peer on another chain is refused.
+async fn peer_audience(
+    ctx: &ApiContext,
+    http: &reqwest::Client,
+    base: &str,
+    timeout: Duration,
+) -> Result<crate::auth::Audience, String> {
+    let signer = ctx
+        .security
+        .signer
+        .as_ref()
+        .ok_or("this node has no signing key")?;
+    if let Some(a) = signer.peer(base) {
+        return Ok(a);
+    }
+    let status: serde_json::Value = http
+        .get(format!("{base}/api/v1/status"))
+        .timeout(timeout)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("reading its status: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("reading its status: {e}"))?;
+    let a = crate::auth::Audience::from_status(&status)?;
+    if a.chain_id != ctx.chain_id {
+        return Err(format!(
+            "it is on chain {}, this node on {}",
+            a.chain_id, ctx.chain_id
+        ));
+    }
+    signer.learn_peer(base, a.clone());
+    Ok(a)
+}
+
 /// Asks another department's node to refresh `person` (its part of the pull-through).
 async fn ask_peer(
     ctx: &ApiContext,
@@ -325,15 +365,21 @@ async fn ask_peer(
         .as_ref()
         .ok_or("this node has no signing key")?;
     let path = format!("/api/v1/sync/pull?person={person}&deadline_ms={deadline_ms}");
+    let base = peer.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    let timeout = Duration::from_millis(deadline_ms + 500);
+    let to = peer_audience(ctx, &http, base, timeout).await?;
     let now = crate::routes::now_ms().0;
-    let mut req = reqwest::Client::new()
-        .post(format!("{}{path}", peer.trim_end_matches('/')))
-        .timeout(Duration::from_millis(deadline_ms + 500));
-    for (k, v) in signer.sign_request("POST", &path, now, b"") {
+    let mut req = http.post(format!("{base}{path}")).timeout(timeout);
+    for (k, v) in signer.sign_request(&to, "POST", &path, now, b"") {
         req = req.header(k, v);
     }
     let resp = req.send().await.map_err(|e| e.to_string())?;
     let status = resp.status();
+    if status == StatusCode::UNAUTHORIZED {
+        // Its node key may have changed: learn it again next time.
+        signer.forget_peer(base);
+    }
     if !status.is_success() {
         return Err(format!("answered {status}"));
     }

@@ -683,9 +683,10 @@ async fn drive(b: &QueryBench, node: &Client, admin: Keypair) -> anyhow::Result<
         b.think_ms
     );
     let deadline = Instant::now() + b.duration;
+    let to = node.audience().await?;
     let mut tasks = Vec::new();
     for c in 0..b.concurrency {
-        let (node, admin, tokens) = (node.clone(), admin.clone(), tokens.clone());
+        let (node, admin, tokens, to) = (node.clone(), admin.clone(), tokens.clone(), to.clone());
         let (persons, think_ms, as_admin) = (b.persons, b.think_ms, b.as_admin);
         tasks.push(tokio::spawn(async move {
             let mut rng = ChaCha8Rng::seed_from_u64(c as u64);
@@ -720,6 +721,7 @@ async fn drive(b: &QueryBench, node: &Client, admin: Keypair) -> anyhow::Result<
                         sent += 1;
                         govchain_api::auth::sign_request_with_nonce(
                             &admin,
+                            &to,
                             "GET",
                             &format!("/api/v1/{path}"),
                             crate::now_ms().0,

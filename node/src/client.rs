@@ -1,9 +1,11 @@
 //! A small client: builds signed transactions and posts them to a node's API. Used by
 //! `govchain submit`, tests and benchmarks.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use govchain_api::auth::Audience;
 use govchain_chaincode::catalog::DataSource;
 use govchain_chaincode::records::Record;
 use govchain_chaincode::TxKind;
@@ -78,6 +80,8 @@ pub struct SubmitReply {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// The node's chain id and key, which signed requests name (read once from its status).
+    audience: Arc<tokio::sync::OnceCell<Audience>>,
 }
 
 impl Client {
@@ -89,7 +93,40 @@ impl Client {
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             http,
+            audience: Arc::default(),
         })
+    }
+
+    /// What requests signed for this node name: its chain id and node key (from its public
+    /// status, read once).
+    pub async fn audience(&self) -> anyhow::Result<Audience> {
+        self.audience
+            .get_or_try_init(|| async {
+                let status = self.get_json("status").await?;
+                Audience::from_status(&status).map_err(anyhow::Error::msg)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The headers of a request to this node (`path_and_query` from `/api/v1/…`) signed by
+    /// `key` now.
+    pub async fn sign(
+        &self,
+        key: &Keypair,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> anyhow::Result<[(&'static str, String); 3]> {
+        let to = self.audience().await?;
+        Ok(govchain_api::auth::sign_request(
+            key,
+            &to,
+            method,
+            path_and_query,
+            now_ms().0,
+            body,
+        ))
     }
 
     /// A client for the node at `url`, the key in `key_file` and the node's chain id (CLI
@@ -155,7 +192,7 @@ impl Client {
         key: &Keypair,
     ) -> anyhow::Result<(u16, Option<String>, Vec<u8>)> {
         let full = format!("/api/v1/{path}");
-        let headers = govchain_api::auth::sign_request(key, "GET", &full, now_ms().0, b"");
+        let headers = self.sign(key, "GET", &full, b"").await?;
         let mut req = self.http.get(format!("{}{full}", self.base));
         for (k, v) in &headers {
             req = req.header(*k, v);
@@ -232,13 +269,9 @@ impl Client {
         path: &str,
         key: &Keypair,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
-        let headers = govchain_api::auth::sign_request(
-            key,
-            "GET",
-            &format!("/api/v1/{path}"),
-            now_ms().0,
-            b"",
-        );
+        let headers = self
+            .sign(key, "GET", &format!("/api/v1/{path}"), b"")
+            .await?;
         self.get_with(path, &headers).await
     }
 
@@ -284,13 +317,9 @@ impl Client {
             .map(serde_json::to_vec)
             .transpose()?
             .unwrap_or_default();
-        let headers = govchain_api::auth::sign_request(
-            key,
-            method,
-            &format!("/api/v1/{path}"),
-            now_ms().0,
-            &bytes,
-        );
+        let headers = self
+            .sign(key, method, &format!("/api/v1/{path}"), &bytes)
+            .await?;
         self.call(method, path, &headers, body).await
     }
 

@@ -146,6 +146,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     ));
     let mut ctx = ApiContext {
         chain_id: state.chain_id.clone(),
+        node_key: Keypair::from_seed(seed).public(),
         department: cfg.department.clone(),
         store,
         submit: submit_tx,

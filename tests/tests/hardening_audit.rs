@@ -103,8 +103,15 @@ fn finding_2_one_hostile_request_cannot_stop_auditing_across_restarts() {
     // A consent header far past any consent id is refused before it can reach an entry.
     let (s, b) = {
         let key = n.net.key("sysadmin");
-        let mut h =
-            govchain_api::auth::sign_request(&key, "GET", "/api/v1/me", now(), b"").to_vec();
+        let mut h = govchain_api::auth::sign_request(
+            &key,
+            &n.rt.block_on(n.client.audience()).unwrap(),
+            "GET",
+            "/api/v1/me",
+            now(),
+            b"",
+        )
+        .to_vec();
         h.push(("x-govchain-consent", "a".repeat(100_000)));
         n.call("GET", "me", &h)
     };

@@ -148,7 +148,15 @@ fn finding_1_chain_data_carries_payloads_only_to_nodes_auditors_and_admins_and_i
     let stranger = govchain_ledger::Keypair::from_seed([9; 32]);
     let (s, b) = signed(&tx_path, &stranger);
     assert_eq!((s, code(&b)), (403, "forbidden"), "{b}");
-    let mut bad = govchain_api::auth::sign_request(&admin, "GET", "/api/v1/txs/0", 1, b"").to_vec();
+    let mut bad = govchain_api::auth::sign_request(
+        &admin,
+        &rt.block_on(client.audience()).unwrap(),
+        "GET",
+        "/api/v1/txs/0",
+        1,
+        b"",
+    )
+    .to_vec();
     bad.retain(|(k, _)| *k != "x-govchain-time");
     bad.push(("x-govchain-time", now_ms().to_string()));
     let (s, b) = call("GET", &tx_path, &bad, None);

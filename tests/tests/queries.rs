@@ -144,7 +144,8 @@ fn run(db: Option<String>) {
         .unwrap();
     assert_eq!((status, code(&body)), (403, "forbidden"), "{body}");
     assert!(body.get("records").is_none());
-    let mut headers = sign_request(&admin, "GET", &full, now_ms(), b"");
+    let to = rt.block_on(client.audience()).unwrap();
+    let mut headers = sign_request(&admin, &to, "GET", &full, now_ms(), b"");
     let good = headers.clone();
     let sig = &mut headers
         .iter_mut()
@@ -163,22 +164,22 @@ fn run(db: Option<String>) {
     // requests; a malformed nonce is refused.
     let t = now_ms();
     for nonce in ["a-1", "a-2"] {
-        let h = sign_request_with_nonce(&admin, "GET", &full, t, nonce, b"");
+        let h = sign_request_with_nonce(&admin, &to, "GET", &full, t, nonce, b"");
         let (status, body) = rt.block_on(client.get_with(&path, &h)).unwrap();
         assert_eq!(status, 200, "{nonce}: {body}");
     }
-    let mut h = sign_request_with_nonce(&admin, "GET", &full, t, "a-3", b"");
+    let mut h = sign_request_with_nonce(&admin, &to, "GET", &full, t, "a-3", b"");
     h[2].1 = "a 3;".into();
     let (status, body) = rt.block_on(client.get_with(&path, &h)).unwrap();
     assert_eq!((status, code(&body)), (401, "bad_signature"), "{body}");
-    let stale = sign_request(&admin, "GET", &full, now_ms() - 10 * 60 * 1000, b"");
+    let stale = sign_request(&admin, &to, "GET", &full, now_ms() - 10 * 60 * 1000, b"");
     let (status, body) = rt.block_on(client.get_with(&path, &stale)).unwrap();
     assert_eq!((status, code(&body)), (401, "stale_request"), "{body}");
     // A signature for another path does not open this one.
-    let other = sign_request(&admin, "GET", "/api/v1/persons/x", now_ms(), b"");
+    let other = sign_request(&admin, &to, "GET", "/api/v1/persons/x", now_ms(), b"");
     let (status, body) = rt.block_on(client.get_with(&path, &other)).unwrap();
     assert_eq!((status, code(&body)), (401, "bad_signature"), "{body}");
-    let mut bad_time = sign_request(&admin, "GET", &full, now_ms(), b"");
+    let mut bad_time = sign_request(&admin, &to, "GET", &full, now_ms(), b"");
     bad_time.iter_mut().find(|h| h.0 == TIME_HEADER).unwrap().1 = "soon".into();
     let (status, body) = rt.block_on(client.get_with(&path, &bad_time)).unwrap();
     assert_eq!((status, code(&body)), (401, "bad_signature"), "{body}");
@@ -291,7 +292,7 @@ fn run(db: Option<String>) {
     // Exports: CSV (labels, Chinese intact, parsed back) and JSON, each with its digest.
     let export = |q: &str| {
         let path = format!("/api/v1/records/export?{q}");
-        let headers = sign_request(&admin, "GET", &path, now_ms(), b"");
+        let headers = sign_request(&admin, &to, "GET", &path, now_ms(), b"");
         let mut req = reqwest::Client::new().get(format!("{}{path}", node.url));
         for (k, v) in &headers {
             req = req.header(*k, v);

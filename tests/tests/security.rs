@@ -704,8 +704,16 @@ fn denials_consent_audit_replay_and_offline_proofs_r_sec_1_to_5_r_aud_1_to_4() {
     let (s, b) = w.signed("GET", mzj_query, &sp, None);
     assert_eq!(s, 200, "{b}");
     reads.push(("sp.mzj", "GET /api/v1/records".into()));
-    let mut h: Vec<(&str, String)> =
-        sign_request(&sp, "GET", &format!("/api/v1/{mzj_query}"), now_ms(), b"").to_vec();
+    let to = w.rt.block_on(w.client.audience()).unwrap();
+    let mut h: Vec<(&str, String)> = sign_request(
+        &sp,
+        &to,
+        "GET",
+        &format!("/api/v1/{mzj_query}"),
+        now_ms(),
+        b"",
+    )
+    .to_vec();
     let (s, _) = w.call("GET", mzj_query, &h, None);
     assert_eq!(s, 200);
     reads.push(("sp.mzj", "GET /api/v1/records".into()));
@@ -715,6 +723,7 @@ fn denials_consent_audit_replay_and_offline_proofs_r_sec_1_to_5_r_aud_1_to_4() {
     refused(w.call("GET", mzj_query, &h, None), 401, "bad_signature");
     let stale = sign_request(
         &sp,
+        &to,
         "GET",
         &format!("/api/v1/{mzj_query}"),
         now_ms() - 3_600_000,
