@@ -95,8 +95,18 @@ fn every_named_limit_is_accepted_at_its_value_and_refused_one_past_it() {
         rt.block_on(client.call("GET", "me", &headers, None))
             .unwrap()
     };
+    let to = rt.block_on(client.audience()).unwrap();
     let nonce = |n: usize| -> Vec<(&str, String)> {
-        sign_request_with_nonce(&admin, "GET", "/api/v1/me", now_ms(), &"n".repeat(n), b"").to_vec()
+        sign_request_with_nonce(
+            &admin,
+            &to,
+            "GET",
+            "/api/v1/me",
+            now_ms(),
+            &"n".repeat(n),
+            b"",
+        )
+        .to_vec()
     };
     assert_eq!(call(nonce(MAX_NONCE_CHARS)).0, 200, "nonce at the limit");
     let (s, b) = call(nonce(MAX_NONCE_CHARS + 1));

@@ -29,6 +29,8 @@ struct Harness {
     router: axum::Router,
     security: govchain_api::security::SecurityRef,
     admin: Keypair,
+    /// What requests signed for the harness's node name.
+    to: govchain_api::auth::Audience,
     person: String,
 }
 
@@ -126,6 +128,7 @@ fn harness() -> &'static Harness {
             std::mem::forget(_tip_tx);
             ApiContext {
                 chain_id: state.chain_id.clone(),
+                node_key: node_key.public(),
                 department: "gaj".into(),
                 store: store.clone(),
                 submit,
@@ -150,6 +153,7 @@ fn harness() -> &'static Harness {
         Harness {
             rt,
             security: ctx.security.clone(),
+            to: ctx.audience(),
             router: govchain_api::router(ctx),
             admin: Keypair::read_file(&dir.path().join("keys/sysadmin.key")).expect("admin"),
             person: govchain_node::synth::person(1, 0).id,
@@ -213,7 +217,7 @@ fuzz_target!(|input: Input| {
     }
     if input.sign {
         for (k, v) in
-            govchain_api::auth::sign_request(&h.admin, method, &path, now_ms(), &input.body)
+            govchain_api::auth::sign_request(&h.admin, &h.to, method, &path, now_ms(), &input.body)
         {
             req = req.header(k, v);
         }
