@@ -195,6 +195,7 @@ fn context(dir: &std::path::Path, admin: &Keypair, replay: ReplayGuard) -> crate
             None,
             None,
         )),
+        read_limits: Default::default(),
         sync: None,
         sync_peers: Arc::new(Vec::new()),
         consent_phone_source: "gaj.hjxx".into(),
