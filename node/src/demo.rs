@@ -67,10 +67,14 @@ const DEMO_AUDITOR: &str = "demo.audit";
 /// Their password (set on node 1 only: passwords never leave the node).
 const DEMO_PASSWORD: &str = "Demo-2026";
 
-/// Registers the demo's staff member and auditor on chain and sets their passwords on node 1.
+/// The demo's matter type (户口迁移, over the household registry).
+const DEMO_MATTER: &str = "demo.hkqy";
+
+/// Registers the demo's staff member and auditor on chain and sets their passwords on node 1,
+/// and the demo's matter type.
 async fn add_staff(dir: &Path, url: &str) -> anyhow::Result<()> {
     use govchain_chaincode::access::{Role, User};
-    use govchain_chaincode::business::PutMode;
+    use govchain_chaincode::business::{CatalogEntry, MatterType, PutMode, SourceFields};
     use govchain_chaincode::TxKind;
     let doc = govchain_genesis::GenesisDoc::read(&dir.join("genesis.json"))?;
     let admin = govchain_ledger::Keypair::read_file(&dir.join("keys/sysadmin.key"))?;
@@ -93,6 +97,27 @@ async fn add_staff(dir: &Path, url: &str) -> anyhow::Result<()> {
                 user(DEMO_USER, "演示用户", Role::Staff),
                 user(DEMO_AUDITOR, "演示审计员", Role::Auditor),
             ],
+        },
+    );
+    client.submit(&tx, true).await?;
+    // A matter type over the household registry, so matter files, extracts and consent
+    // requests have something to answer (scripts/schemathesis draws its id).
+    let matter = MatterType {
+        id: DEMO_MATTER.into(),
+        name: "户口迁移".into(),
+        department: "gaj".into(),
+        sources: vec![SourceFields {
+            source: "gaj.hjxx".into(),
+            fields: vec!["xm".into(), "sfzh".into(), "hjdz".into()],
+        }],
+        materials: vec![],
+    };
+    let tx = crate::client::sign_tx(
+        &admin,
+        &doc.chain_id,
+        &TxKind::PutCatalogEntry {
+            mode: PutMode::Add,
+            entry: CatalogEntry::MatterType(matter),
         },
     );
     client.submit(&tx, true).await?;
