@@ -118,7 +118,7 @@ fn finding_2_one_hostile_request_cannot_stop_auditing_across_restarts() {
     assert_eq!((s, code(&b)), (400, "bad_consent"), "{b}");
     let (s, b) = n.admin_get("search?q=%E4%BA%94%E4%B8%80");
     assert_eq!(s, 200, "{b}");
-    n.audit_settled(Duration::from_secs(30));
+    n.audit_settled(Duration::from_secs(90));
     assert!(
         !n.audit("action=query").is_empty(),
         "the search's audit entry is on chain"
@@ -137,7 +137,7 @@ fn finding_2_one_hostile_request_cannot_stop_auditing_across_restarts() {
     }
     n.node.kill9();
     n.node.restart();
-    n.audit_settled(Duration::from_secs(30));
+    n.audit_settled(Duration::from_secs(90));
     assert_eq!(n.status()["audit_quarantined"], 0);
     // At least once: the three searches queued before the kill are on chain after it.
     let searches = n.audit("action=query").len();
@@ -154,7 +154,7 @@ fn finding_2_one_hostile_request_cannot_stop_auditing_across_restarts() {
 fn finding_2_an_entry_the_chain_refuses_is_quarantined_and_alerted() {
     let mut n = Node::start(|_| {});
     assert_eq!(n.admin_get("search?q=abcd").0, 200);
-    n.audit_settled(Duration::from_secs(30));
+    n.audit_settled(Duration::from_secs(90));
     assert!(n.node.terminate(Duration::from_secs(20)), "clean stop");
     {
         let store = Store::open(&n.net.data_dir(1)).unwrap();
@@ -175,7 +175,7 @@ fn finding_2_an_entry_the_chain_refuses_is_quarantined_and_alerted() {
     }
     n.node.restart();
     assert_eq!(n.admin_get("search?q=defg").0, 200);
-    n.audit_settled(Duration::from_secs(30));
+    n.audit_settled(Duration::from_secs(90));
     assert_eq!(n.status()["audit_quarantined"], 1, "{}", n.status());
     assert_eq!(metric(&n.metrics(), "govchain_audit_quarantined"), 1.0);
     assert!(
@@ -195,9 +195,9 @@ fn finding_2_an_entry_the_chain_refuses_is_quarantined_and_alerted() {
 fn finding_2_reads_fail_closed_over_the_audit_backlog_limit() {
     let n = Node::start(|c| {
         c.api.audit_backlog_limit = 3;
-        c.api.audit_interval_ms = 4_000;
+        c.api.audit_interval_ms = 15_000;
     });
-    // The reads below fall within the node's first 4 s audit interval: nothing is flushed.
+    // The reads below fall within the node's first 15 s audit interval: nothing is flushed.
     let hjxx = n.net.source("gaj.hjxx");
     let records = vec![govchain_node::synth::Generator::new(3).record_for(&hjxx, 0)];
     let tx = govchain_node::client::records_tx(
@@ -229,9 +229,9 @@ fn finding_2_reads_fail_closed_over_the_audit_backlog_limit() {
     assert_eq!(s, 200, "{b}");
     assert!(b.get("tx").is_none());
     assert_eq!(metric(&n.metrics(), "govchain_audit_fail_closed"), 1.0);
-    n.audit_settled(Duration::from_secs(30));
+    n.audit_settled(Duration::from_secs(90));
     assert_eq!(n.admin_get("search?q=again1").0, 200, "served again");
-    n.audit_settled(Duration::from_secs(30));
+    n.audit_settled(Duration::from_secs(90));
     let counted = n.audit("outcome=audit_backlog");
     assert_eq!(counted.len(), 2, "both refusals are on chain: {counted:?}");
 }
@@ -294,7 +294,7 @@ fn finding_2_a_thousand_concurrent_hostile_requests_keep_memory_bounded_and_audi
         "the address is throttled past its budget"
     );
     assert_eq!(n.admin_get("search?q=real1").0, 200);
-    n.audit_settled(Duration::from_secs(30));
+    n.audit_settled(Duration::from_secs(90));
     let grown_kb = rss_kb().saturating_sub(before);
     assert!(grown_kb < 64 * 1024, "the node grew by {grown_kb} kB");
     let counted: u64 = n
