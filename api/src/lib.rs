@@ -30,6 +30,7 @@ pub mod security;
 pub mod session;
 pub mod shaping;
 pub mod sync;
+pub mod tls;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -127,6 +128,8 @@ pub struct ApiContext {
     /// API base URLs of the other departments' nodes, asked to refresh their sources in a
     /// pull-through.
     pub sync_peers: Arc<Vec<String>>,
+    /// The HTTPS client for calls to `sync_peers`, trusting `api.tls_ca`.
+    pub peer_http: reqwest::Client,
     /// The data source whose phone number resident consent codes go to
     /// (`api.consent_phone_source`).
     pub consent_phone_source: Arc<str>,

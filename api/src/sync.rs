@@ -366,9 +366,9 @@ async fn ask_peer(
         .ok_or("this node has no signing key")?;
     let path = format!("/api/v1/sync/pull?person={person}&deadline_ms={deadline_ms}");
     let base = peer.trim_end_matches('/');
-    let http = reqwest::Client::new();
+    let http = &ctx.peer_http;
     let timeout = Duration::from_millis(deadline_ms + 500);
-    let to = peer_audience(ctx, &http, base, timeout).await?;
+    let to = peer_audience(ctx, http, base, timeout).await?;
     let now = crate::routes::now_ms().0;
     let mut req = http.post(format!("{base}{path}")).timeout(timeout);
     for (k, v) in signer.sign_request(&to, "POST", &path, now, b"") {

@@ -273,6 +273,19 @@ pub struct ApiConfig {
     /// `gaj.hjxx` (the household registry, 户籍人口基本信息).
     #[serde(default = "defaults::consent_phone_source")]
     pub consent_phone_source: String,
+    /// The API's TLS certificate chain (PEM; R-SEC-6). With `tls_key`, the API serves HTTPS
+    /// only; without both, plain HTTP (for a node behind a TLS-terminating proxy). `govchain
+    /// genesis` writes `tls.pem` signed by the cluster's development CA. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM, PKCS#8, SEC1 or PKCS#1). Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) this node trusts when it calls other nodes' APIs over
+    /// HTTPS (`sync_peers`); only these are trusted then. `govchain genesis` sets the
+    /// cluster's development CA, `../ca.pem`. Default none: the built-in public roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The default of `api.consent_phone_source`: the household registry.
@@ -424,6 +437,9 @@ impl Default for ApiConfig {
             audit_backlog_limit: defaults::audit_backlog_limit(),
             sync_peers: Vec::new(),
             consent_phone_source: defaults::consent_phone_source(),
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -451,13 +467,29 @@ impl NodeConfig {
         let mut c: NodeConfig = toml::from_str(&text)
             .map_err(|e| GenesisError::Format(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut c.genesis, &mut c.key_file, &mut c.data_dir] {
+        let api = &mut c.api;
+        let tls = [&mut api.tls_cert, &mut api.tls_key, &mut api.tls_ca];
+        for p in [&mut c.genesis, &mut c.key_file, &mut c.data_dir]
+            .into_iter()
+            .chain(tls.into_iter().flatten())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         }
         c.check()?;
         Ok(c)
+    }
+
+    /// The base URL of this node's API: `https://LISTEN` when it serves TLS (`api.tls_cert`),
+    /// else `http://LISTEN`.
+    pub fn api_url(&self) -> String {
+        let scheme = if self.api.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.api.listen)
     }
 
     /// Checks every limit is within range.
@@ -487,6 +519,9 @@ impl NodeConfig {
                 "api.consent_phone_source {:?} is not a data source id",
                 self.api.consent_phone_source
             ));
+        }
+        if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
+            return bad("api.tls_cert and api.tls_key go together: set both or neither");
         }
         for p in &self.api.sync_peers {
             if !(p.starts_with("http://") || p.starts_with("https://")) {

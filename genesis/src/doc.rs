@@ -32,6 +32,9 @@ pub enum GenesisError {
     /// A key could not be made or written.
     #[error(transparent)]
     Key(#[from] govchain_ledger::crypto::KeyFileError),
+    /// A development TLS certificate could not be made (R-SEC-6).
+    #[error("TLS certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
 }
 
 /// The genesis document.

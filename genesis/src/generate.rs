@@ -2,8 +2,12 @@
 //!
 //! Layout written under `out`:
 //! - `genesis.json`
-//! - `keys/sysadmin.key`, `keys/<dept>-admin.key` (every department administrator)
-//! - `node-<i>/node.toml`, `node-<i>/node.key` for the first `departments` departments.
+//! - `ca.pem`: the cluster's development CA certificate, which clients trust (R-SEC-6)
+//! - `keys/sysadmin.key`, `keys/<dept>-admin.key` (every department administrator),
+//!   `keys/ca.key` (the development CA's key)
+//! - `node-<i>/node.toml`, `node-<i>/node.key`, `node-<i>/tls.pem` and `node-<i>/tls.key` (the
+//!   API's certificate and key: every generated node serves HTTPS) for the first `departments`
+//!   departments.
 //!
 //! Secret key files are created with mode 0600 and never overwritten.
 
@@ -16,6 +20,7 @@ use govchain_ledger::{ChainId, Keypair, TimestampMs, Validator, ValidatorSet};
 use crate::catalog::default_catalog;
 use crate::config::{ApiConfig, ChainConfig, ConsensusConfig, NodeConfig, P2pConfig};
 use crate::doc::{GenesisDoc, GenesisError};
+use crate::tls::{write_new, DevCa};
 
 /// Parameters of `govchain genesis`.
 #[derive(Debug, Clone)]
@@ -96,6 +101,11 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> Result<GenesisDoc, Genesi
     };
     doc.initial_state().validate()?;
 
+    let ca = DevCa::generate(opts.chain_id.as_str(), opts.genesis_time)?;
+    let ca_pem = ca.pem();
+    write_new(&keys_dir.join("ca.key"), &ca_pem.key, true)?;
+    write_new(&out.join("ca.pem"), &ca_pem.cert, false)?;
+
     let port = |i: usize, offset: u16| {
         opts.base_port
             .checked_add(offset + i as u16 + 1)
@@ -106,6 +116,9 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> Result<GenesisDoc, Genesi
         let dir = out.join(format!("node-{}", i + 1));
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         key.write_file(&dir.join("node.key"))?;
+        let tls = ca.node_cert(dept, &[])?;
+        write_new(&dir.join("tls.key"), &tls.key, true)?;
+        write_new(&dir.join("tls.pem"), &tls.cert, false)?;
         let peers = (0..node_keys.len())
             .filter(|j| *j != i)
             .map(p2p_addr)
@@ -119,8 +132,11 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> Result<GenesisDoc, Genesi
                 listen: SocketAddr::from(([127, 0, 0, 1], port(i, 0)?)),
                 sync_peers: (0..node_keys.len())
                     .filter(|j| *j != i)
-                    .map(|j| port(j, 0).map(|p| format!("http://127.0.0.1:{p}")))
+                    .map(|j| port(j, 0).map(|p| format!("https://127.0.0.1:{p}")))
                     .collect::<Result<_, _>>()?,
+                tls_cert: Some("tls.pem".into()),
+                tls_key: Some("tls.key".into()),
+                tls_ca: Some("../ca.pem".into()),
                 ..ApiConfig::default()
             },
             chain: ChainConfig::default(),
@@ -162,14 +178,26 @@ mod tests {
         assert_eq!(cfg.p2p.peers.len(), 3);
         let key = Keypair::read_file(&cfg.key_file).unwrap();
         assert_eq!(key.public(), doc.validators.validators[1].key);
+        // Every node serves HTTPS with a certificate of the cluster's CA, and calls its
+        // peers over HTTPS trusting that CA (R-SEC-6).
+        let node2 = dir.path().join("node-2");
+        assert_eq!(cfg.api.tls_cert, Some(node2.join("tls.pem")));
+        assert_eq!(cfg.api.tls_key, Some(node2.join("tls.key")));
+        assert_eq!(cfg.api.tls_ca, Some(node2.join("../ca.pem")));
+        assert!(cfg.api.sync_peers.iter().all(|p| p.starts_with("https://")));
+        for f in [node2.join("tls.pem"), dir.path().join("ca.pem")] {
+            let text = std::fs::read_to_string(f).unwrap();
+            assert!(text.starts_with("-----BEGIN CERTIFICATE-----"));
+        }
         #[cfg(unix)]
-        {
+        for secret in [
+            cfg.key_file.clone(),
+            node2.join("tls.key"),
+            dir.path().join("keys/ca.key"),
+        ] {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&cfg.key_file)
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
+            let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", secret.display());
         }
         // A second run into the same directory refuses to overwrite.
         assert!(generate(&opts, dir.path()).is_err());

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod config;
 pub mod doc;
 pub mod generate;
+pub mod tls;
 
 pub use config::{ConnectorConfig, NodeConfig};
 pub use doc::{GenesisDoc, GenesisError};

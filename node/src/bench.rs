@@ -195,7 +195,6 @@ pub fn work_dir(
 /// Starts a local cluster, submits signed transactions from concurrent clients (each waits for
 /// its commit), and prints committed tx/s, records/s and commit latency p50/p99.
 pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
-    use crate::client::Client;
     let temp = tempfile::tempdir()?;
     let dir = work_dir(b.keep.as_deref(), &temp)?;
     let mut cluster = crate::cluster::LocalCluster::create(&dir, b.nodes, b.base_port, |_, c| {
@@ -227,7 +226,7 @@ pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..b.clients {
-        let client = Client::new(&cluster.urls[w % cluster.urls.len()])?;
+        let client = cluster.client(w % cluster.urls.len())?;
         let (txs, next) = (txs.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -247,7 +246,7 @@ pub async fn chain(b: ChainBench) -> anyhow::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
-    let status = Client::new(&cluster.urls[0])?.get_json("status").await?;
+    let status = cluster.client(0)?.get_json("status").await?;
     cluster.stop();
     println!(
         "bench chain: {} nodes, {} txs x {} records, {} clients on {} cores, projection {}",

@@ -338,7 +338,7 @@ pub async fn run(b: QueryBench) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     if loaded.is_none() {
-        load(&b, &dir, &cluster.urls).await?;
+        load(&b, &dir, &cluster).await?;
         std::fs::write(dir.join(LOADED_FILE), b.persons.to_string())?;
         println!(
             "  chain load: {} residents committed in {:.1} s ({:.0} residents/s)",
@@ -347,7 +347,7 @@ pub async fn run(b: QueryBench) -> anyhow::Result<()> {
             b.persons as f64 / started.elapsed().as_secs_f64()
         );
     }
-    let node1 = Client::new(&cluster.urls[0])?;
+    let node1 = cluster.client(0)?;
     wait_projected(&node1).await?;
     println!(
         "  projection ({}) caught up with the chain {:.1} s after the start{}",
@@ -431,7 +431,7 @@ fn extra_sources(doc: &GenesisDoc, keys: &[(String, Keypair)]) -> Vec<(DataSourc
 }
 
 /// Loads `b.persons` residents through the chain, `LOADERS` batches at a time.
-async fn load(b: &QueryBench, dir: &Path, urls: &[String]) -> anyhow::Result<()> {
+async fn load(b: &QueryBench, dir: &Path, cluster: &LocalCluster) -> anyhow::Result<()> {
     let doc = GenesisDoc::read(&dir.join("genesis.json"))?;
     let keys = department_keys(dir, &doc)?;
     let key_of = |dept: &str| keys.iter().find(|(d, _)| d == dept).map(|(_, k)| k.clone());
@@ -449,7 +449,7 @@ async fn load(b: &QueryBench, dir: &Path, urls: &[String]) -> anyhow::Result<()>
     let shared = Arc::new((hjxx, hjxx_key, extras, doc.chain_id.clone()));
     let mut tasks = Vec::new();
     for w in 0..LOADERS {
-        let client = Client::new(&urls[w % urls.len()])?;
+        let client = cluster.client(w % cluster.urls.len())?;
         let (next, done, shared) = (next.clone(), done.clone(), shared.clone());
         let (persons, batch) = (b.persons, b.batch as u64);
         tasks.push(tokio::spawn(async move {

@@ -11,7 +11,6 @@ use anyhow::Context;
 use govchain_genesis::ConnectorConfig;
 use govchain_ledger::Keypair;
 
-use crate::client::Client;
 use crate::dept_sim::{DeptSim, FaultKind, Faults, SimConfig, SimSource};
 use crate::legacy_codec::Codec;
 
@@ -122,7 +121,7 @@ pub async fn run(b: SyncBench) -> anyhow::Result<()> {
     })
     .await?;
     let admin = Keypair::read_file(&dir.join("keys/sysadmin.key"))?;
-    let node1 = Client::new(&cluster.urls[0])?;
+    let node1 = cluster.client(0)?;
     let total = b.records * b.sources as u64;
     let started = Instant::now();
     for (id, _) in &codecs {
@@ -156,7 +155,8 @@ pub async fn run(b: SyncBench) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let elapsed = started.elapsed();
-    let height = Client::new(&cluster.urls[b.nodes - 1])?
+    let height = cluster
+        .client(b.nodes - 1)?
         .get_json("status")
         .await
         .map(|s| s["height"].clone())

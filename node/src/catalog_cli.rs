@@ -35,8 +35,13 @@ pub fn parse_kind(json: &str) -> anyhow::Result<TxKind> {
 }
 
 /// Reads `file`, signs its transaction with the key in `key_file` for the chain of the node at
-/// `url`, submits it and waits for the commit.
-pub async fn run(file: &Path, key_file: &Path, url: &str) -> anyhow::Result<SubmitReply> {
+/// `url` (trusting the CA in `ca`), submits it and waits for the commit.
+pub async fn run(
+    file: &Path,
+    key_file: &Path,
+    url: &str,
+    ca: Option<&Path>,
+) -> anyhow::Result<SubmitReply> {
     let len = std::fs::metadata(file)
         .with_context(|| format!("reading {}", file.display()))?
         .len();
@@ -49,7 +54,7 @@ pub async fn run(file: &Path, key_file: &Path, url: &str) -> anyhow::Result<Subm
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let kind = parse_kind(&text)?;
-    let (client, key, chain) = Client::connect_signer(key_file, url).await?;
+    let (client, key, chain) = Client::connect_signer(key_file, url, ca).await?;
     let tx = sign_tx(&key, &chain, &kind);
     client.submit(&tx, true).await
 }

@@ -85,9 +85,11 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the node at `base` (`http://127.0.0.1:8701`).
-    pub fn new(base: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+    /// A client for the node at `base` (`https://127.0.0.1:8701`); with `ca`, HTTPS trusts only
+    /// the CA certificate(s) in that PEM file (a generated cluster's `ca.pem`), else the
+    /// built-in public roots (R-SEC-6).
+    pub fn new(base: &str, ca: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let http = govchain_api::tls::client_builder(ca)?
             .timeout(Duration::from_secs(60))
             .build()?;
         Ok(Self {
@@ -134,10 +136,11 @@ impl Client {
     pub async fn connect_signer(
         key_file: &std::path::Path,
         url: &str,
+        ca: Option<&std::path::Path>,
     ) -> anyhow::Result<(Self, Keypair, ChainId)> {
         let key = Keypair::read_file(key_file)
             .with_context(|| format!("reading key {}", key_file.display()))?;
-        let client = Client::new(url)?;
+        let client = Client::new(url, ca)?;
         let status = client.get_json("status").await?;
         let chain = status["chain_id"]
             .as_str()

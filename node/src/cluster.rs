@@ -15,8 +15,10 @@ use crate::client::Client;
 pub struct LocalCluster {
     /// The cluster directory.
     pub dir: PathBuf,
-    /// API URLs, node-1 first.
+    /// API URLs, node-1 first (`https` for generated clusters).
     pub urls: Vec<String>,
+    /// The CA the nodes' certificates chain to (`ca.pem` of a generated cluster).
+    pub ca: Option<PathBuf>,
     children: Vec<Child>,
 }
 
@@ -57,9 +59,11 @@ impl LocalCluster {
             cfg.write(&path)?;
         }
         let exe = std::env::current_exe().context("locating the govchain binary")?;
+        let ca = dir.join("ca.pem");
         let mut c = LocalCluster {
             dir: dir.to_path_buf(),
             urls: Vec::new(),
+            ca: ca.exists().then_some(ca),
             children: Vec::new(),
         };
         for i in 1..=n {
@@ -76,13 +80,13 @@ impl LocalCluster {
                 .spawn()
                 .context("starting a node")?;
             c.children.push(child);
-            c.urls.push(format!("http://{}", cfg.api.listen));
+            c.urls.push(cfg.api_url());
         }
         // A node opening a large store first replays its write-ahead log (about 25 s for a
         // chain of 1.5 million residents on 2 cores, longer with four nodes at once).
         let deadline = Instant::now() + Duration::from_secs(600);
         for url in &c.urls {
-            let client = Client::new(url)?;
+            let client = c.client_for(url)?;
             while client.get_json("status").await.is_err() {
                 if Instant::now() > deadline {
                     bail!("node at {url} did not start; see {}", dir.display());
@@ -91,6 +95,16 @@ impl LocalCluster {
             }
         }
         Ok(c)
+    }
+
+    /// A client of the node at `url` trusting the cluster's CA.
+    pub fn client_for(&self, url: &str) -> anyhow::Result<Client> {
+        Client::new(url, self.ca.as_deref())
+    }
+
+    /// A client of node i (0-based) trusting the cluster's CA.
+    pub fn client(&self, i: usize) -> anyhow::Result<Client> {
+        self.client_for(&self.urls[i])
     }
 
     /// SIGTERM every node and wait for it.

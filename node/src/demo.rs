@@ -72,13 +72,12 @@ const DEMO_MATTER: &str = "demo.hkqy";
 
 /// Registers the demo's staff member and auditor on chain and sets their passwords on node 1,
 /// and the demo's matter type.
-async fn add_staff(dir: &Path, url: &str) -> anyhow::Result<()> {
+async fn add_staff(dir: &Path, client: &crate::client::Client) -> anyhow::Result<()> {
     use govchain_chaincode::access::{Role, User};
     use govchain_chaincode::business::{CatalogEntry, MatterType, PutMode, SourceFields};
     use govchain_chaincode::TxKind;
     let doc = govchain_genesis::GenesisDoc::read(&dir.join("genesis.json"))?;
     let admin = govchain_ledger::Keypair::read_file(&dir.join("keys/sysadmin.key"))?;
-    let client = crate::client::Client::new(url)?;
     let user = |id: &str, name: &str, role: Role| User {
         id: id.into(),
         name: name.into(),
@@ -177,13 +176,14 @@ pub async fn run(
             start: 0,
             source,
             url: None,
+            ca: None,
         };
         crate::submit::run(&dir.join(format!("node-{i}/node.toml")), &opts).await?;
     }
-    add_staff(dir, &cluster.urls[0]).await?;
+    let node1 = cluster.client(0)?;
+    add_staff(dir, &node1).await?;
     // One sync now, whatever the hour; later ones follow the schedule inside the window.
     let admin = govchain_ledger::Keypair::read_file(&dir.join("keys/sysadmin.key"))?;
-    let node1 = crate::client::Client::new(&cluster.urls[0])?;
     for (id, _) in DEMO_SYSTEMS {
         let path = format!("sync/run?source={id}");
         let (code, body) = node1.call_signed("POST", &path, &admin, None).await?;
@@ -199,18 +199,22 @@ pub async fn run(
     );
     println!();
     for url in &cluster.urls {
-        let s = crate::client::Client::new(url)?.get_json("status").await?;
+        let s = cluster.client_for(url)?.get_json("status").await?;
         println!("{url}: height {} app hash {}", s["height"], s["app_hash"]);
     }
     println!(
-        "\nTry:\n  curl -s {0}/api/v1/status\n  curl -s {0}/api/v1/blocks/1\n  \
+        "\nThe API serves HTTPS with certificates of the cluster's development CA, {1}/ca.pem: \
+         trust it with curl --cacert {1}/ca.pem, and with govchain's --ca {1}/ca.pem (or \
+         export GOVCHAIN_CA={1}/ca.pem).\n\
+         \nTry:\n  curl -s --cacert {1}/ca.pem {0}/api/v1/status\n  curl -s --cacert {1}/ca.pem {0}/api/v1/blocks/1\n  \
+         export GOVCHAIN_CA={1}/ca.pem\n  \
          govchain query --url {0} --key {1}/keys/sysadmin.key persons/{2}\n  \
          govchain query --url {0} --key {1}/keys/sysadmin.key 'search?q=五一中路'\n  \
          govchain sync status --url {0} --key {1}/keys/sysadmin.key\n  \
          govchain sync history --source gaj.sfzqf --url {0} --key {1}/keys/sysadmin.key\n  \
          govchain query --url {0} --key {1}/keys/sysadmin.key 'persons/{2}?fresh=true'\n  \
-         curl -s -X POST -H 'content-type: application/json' -d '{{\"user\":\"{3}\",\"password\":\"{4}\"}}' {0}/api/v1/login\n  \
-         curl -s -H 'Authorization: Bearer TOKEN' '{0}/api/v1/records?source=gaj.hjxx&page_size=5'\n  \
+         curl -s --cacert {1}/ca.pem -X POST -H 'content-type: application/json' -d '{{\"user\":\"{3}\",\"password\":\"{4}\"}}' {0}/api/v1/login\n  \
+         curl -s --cacert {1}/ca.pem -H 'Authorization: Bearer TOKEN' '{0}/api/v1/records?source=gaj.hjxx&page_size=5'\n  \
          (the auditor {5}, same password: GET /api/v1/audit, /api/v1/txs/ID with the transaction)\n\
          Press Ctrl-C to stop the cluster.",
         cluster.urls[0],

@@ -9,6 +9,9 @@ use govchain_ledger::{ChainId, TimestampMs};
 use govchain_node::{bench, bench_query, catalog_cli, demo, server, submit, users_cli, verify};
 use tracing_subscriber::EnvFilter;
 
+/// The API of a local node (generated clusters serve HTTPS).
+const DEFAULT_URL: &str = "https://127.0.0.1:8701";
+
 #[derive(Parser)]
 #[command(
     name = "govchain",
@@ -34,8 +37,12 @@ enum UsersCmd {
         #[arg(long)]
         key: PathBuf,
         /// The node's API base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        #[arg(long, default_value = DEFAULT_URL)]
         url: String,
+        /// CA certificate(s) (PEM) to trust for HTTPS, e.g. a generated cluster's `ca.pem`
+        /// (default: the built-in public roots).
+        #[arg(long, env = "GOVCHAIN_CA")]
+        ca: Option<PathBuf>,
         /// Replace existing users (modify, disable) instead of adding new ones.
         #[arg(long)]
         replace: bool,
@@ -51,8 +58,12 @@ enum UsersCmd {
         #[arg(long)]
         key: PathBuf,
         /// The node's API base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        #[arg(long, default_value = DEFAULT_URL)]
         url: String,
+        /// CA certificate(s) (PEM) to trust for HTTPS, e.g. a generated cluster's `ca.pem`
+        /// (default: the built-in public roots).
+        #[arg(long, env = "GOVCHAIN_CA")]
+        ca: Option<PathBuf>,
     },
 }
 
@@ -61,8 +72,12 @@ enum SyncCmd {
     /// Every connector of the node: health, cursor, queue, last run.
     Status {
         /// The node's API base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        #[arg(long, default_value = DEFAULT_URL)]
         url: String,
+        /// CA certificate(s) (PEM) to trust for HTTPS, e.g. a generated cluster's `ca.pem`
+        /// (default: the built-in public roots).
+        #[arg(long, env = "GOVCHAIN_CA")]
+        ca: Option<PathBuf>,
         /// Key file of an operator (the system administrator or a department administrator).
         #[arg(long)]
         key: PathBuf,
@@ -73,8 +88,12 @@ enum SyncCmd {
         #[arg(long)]
         source: String,
         /// The node's API base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        #[arg(long, default_value = DEFAULT_URL)]
         url: String,
+        /// CA certificate(s) (PEM) to trust for HTTPS, e.g. a generated cluster's `ca.pem`
+        /// (default: the built-in public roots).
+        #[arg(long, env = "GOVCHAIN_CA")]
+        ca: Option<PathBuf>,
         /// Key file of the system administrator or a department administrator.
         #[arg(long)]
         key: PathBuf,
@@ -89,8 +108,12 @@ enum SyncCmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// The node's API base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        #[arg(long, default_value = DEFAULT_URL)]
         url: String,
+        /// CA certificate(s) (PEM) to trust for HTTPS, e.g. a generated cluster's `ca.pem`
+        /// (default: the built-in public roots).
+        #[arg(long, env = "GOVCHAIN_CA")]
+        ca: Option<PathBuf>,
         /// Key file of an operator.
         #[arg(long)]
         key: PathBuf,
@@ -102,8 +125,12 @@ enum SyncCmd {
         #[arg(long)]
         source: String,
         /// The node's API base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        #[arg(long, default_value = DEFAULT_URL)]
         url: String,
+        /// CA certificate(s) (PEM) to trust for HTTPS, e.g. a generated cluster's `ca.pem`
+        /// (default: the built-in public roots).
+        #[arg(long, env = "GOVCHAIN_CA")]
+        ca: Option<PathBuf>,
         /// Key file of the system administrator or a department administrator.
         #[arg(long)]
         key: PathBuf,
@@ -117,8 +144,12 @@ enum SyncCmd {
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// The node's API base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        #[arg(long, default_value = DEFAULT_URL)]
         url: String,
+        /// CA certificate(s) (PEM) to trust for HTTPS, e.g. a generated cluster's `ca.pem`
+        /// (default: the built-in public roots).
+        #[arg(long, env = "GOVCHAIN_CA")]
+        ca: Option<PathBuf>,
         /// Key file of an operator.
         #[arg(long)]
         key: PathBuf,
@@ -239,13 +270,20 @@ enum Cmd {
         /// API base URL (default: the node's listen address).
         #[arg(long)]
         url: Option<String>,
+        /// CA certificate (PEM) to trust for HTTPS (default: the node's `api.tls_ca`).
+        #[arg(long, env = "GOVCHAIN_CA")]
+        ca: Option<PathBuf>,
     },
     /// A signed GET of the node API (personal-data endpoints need a system account's key);
     /// prints the JSON answer.
     Query {
         /// The node's API.
-        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        #[arg(long, default_value = DEFAULT_URL)]
         url: String,
+        /// CA certificate(s) (PEM) to trust for HTTPS, e.g. a generated cluster's `ca.pem`
+        /// (default: the built-in public roots).
+        #[arg(long, env = "GOVCHAIN_CA")]
+        ca: Option<PathBuf>,
         /// Key file of the signing system account (e.g. keys/sysadmin.key).
         #[arg(long)]
         key: PathBuf,
@@ -263,8 +301,12 @@ enum Cmd {
         #[arg(long)]
         key: PathBuf,
         /// The node's API base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8701")]
+        #[arg(long, default_value = DEFAULT_URL)]
         url: String,
+        /// CA certificate(s) (PEM) to trust for HTTPS, e.g. a generated cluster's `ca.pem`
+        /// (default: the built-in public roots).
+        #[arg(long, env = "GOVCHAIN_CA")]
+        ca: Option<PathBuf>,
     },
     /// Users: batch import from CSV or XLSX, or delete one (signed by an administrator's key).
     Users {
@@ -496,6 +538,7 @@ fn main() -> anyhow::Result<()> {
             start,
             source,
             url,
+            ca,
         } => {
             let rt = runtime()?;
             let opts = submit::SubmitOptions {
@@ -505,6 +548,7 @@ fn main() -> anyhow::Result<()> {
                 start,
                 source,
                 url,
+                ca,
             };
             rt.block_on(submit::run(&config, &opts))?;
         }
@@ -514,6 +558,7 @@ fn main() -> anyhow::Result<()> {
                     file,
                     key,
                     url,
+                    ca,
                     replace,
                     report,
                 },
@@ -523,6 +568,7 @@ fn main() -> anyhow::Result<()> {
                 &file,
                 &key,
                 &url,
+                ca.as_deref(),
                 replace,
                 report.as_deref(),
             ))?;
@@ -537,15 +583,15 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Users {
-            cmd: UsersCmd::Delete { id, key, url },
+            cmd: UsersCmd::Delete { id, key, url, ca },
         } => {
             let rt = runtime()?;
-            let r = rt.block_on(users_cli::delete(&id, &key, &url))?;
+            let r = rt.block_on(users_cli::delete(&id, &key, &url, ca.as_deref()))?;
             println!("user {id} deleted at height {r}");
         }
-        Cmd::Catalog { file, key, url } => {
+        Cmd::Catalog { file, key, url, ca } => {
             let rt = runtime()?;
-            let r = rt.block_on(catalog_cli::run(&file, &key, &url))?;
+            let r = rt.block_on(catalog_cli::run(&file, &key, &url, ca.as_deref()))?;
             println!(
                 "{} {} at height {}",
                 r.tx_id,
@@ -671,21 +717,30 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Sync { cmd } => {
             let rt = runtime()?;
-            let (method, path, url, key) = match cmd {
-                SyncCmd::Status { url, key } => ("GET", "sync/status".to_string(), url, key),
-                SyncCmd::Run { source, url, key } => (
+            let (method, path, url, ca, key) = match cmd {
+                SyncCmd::Status { url, ca, key } => {
+                    ("GET", "sync/status".to_string(), url, ca, key)
+                }
+                SyncCmd::Run {
+                    source,
+                    url,
+                    ca,
+                    key,
+                } => (
                     "POST",
                     format!(
                         "sync/run?source={}",
                         govchain_node::client::encode_path(&source)
                     ),
                     url,
+                    ca,
                     key,
                 ),
                 SyncCmd::Rejected {
                     source,
                     limit,
                     url,
+                    ca,
                     key,
                 } => (
                     "GET",
@@ -694,21 +749,29 @@ fn main() -> anyhow::Result<()> {
                         govchain_node::client::encode_path(&source)
                     ),
                     url,
+                    ca,
                     key,
                 ),
-                SyncCmd::RetryRejected { source, url, key } => (
+                SyncCmd::RetryRejected {
+                    source,
+                    url,
+                    ca,
+                    key,
+                } => (
                     "POST",
                     format!(
                         "sync/rejected/retry?source={}",
                         govchain_node::client::encode_path(&source)
                     ),
                     url,
+                    ca,
                     key,
                 ),
                 SyncCmd::History {
                     source,
                     limit,
                     url,
+                    ca,
                     key,
                 } => (
                     "GET",
@@ -717,11 +780,12 @@ fn main() -> anyhow::Result<()> {
                         govchain_node::client::encode_path(&source)
                     ),
                     url,
+                    ca,
                     key,
                 ),
             };
             let key = govchain_ledger::Keypair::read_file(&key)?;
-            let client = govchain_node::client::Client::new(&url)?;
+            let client = govchain_node::client::Client::new(&url, ca.as_deref())?;
             let (status, body) = rt.block_on(client.call_signed(method, &path, &key, None))?;
             println!("{}", serde_json::to_string_pretty(&body)?);
             if !(200..300).contains(&status) {
@@ -764,10 +828,10 @@ fn main() -> anyhow::Result<()> {
                 },
             ))?;
         }
-        Cmd::Query { url, key, path } => {
+        Cmd::Query { url, ca, key, path } => {
             let rt = runtime()?;
             let key = govchain_ledger::Keypair::read_file(&key)?;
-            let client = govchain_node::client::Client::new(&url)?;
+            let client = govchain_node::client::Client::new(&url, ca.as_deref())?;
             let path = govchain_node::client::encode_path(&path);
             let (status, body) = rt.block_on(client.get_signed(&path, &key))?;
             println!("{}", serde_json::to_string_pretty(&body)?);

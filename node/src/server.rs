@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use govchain_api::projection::Projection;
 use govchain_api::ApiContext;
 use govchain_consensus::Config as ConsensusConfig;
@@ -163,6 +165,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         )),
         sync: None,
         sync_peers: Arc::new(cfg.api.sync_peers.clone()),
+        peer_http: govchain_api::tls::client_builder(cfg.api.tls_ca.as_deref())
+            .and_then(|b| Ok(b.build()?))
+            .context("the HTTPS client for sync_peers (api.tls_ca)")?,
         consent_phone_source: cfg.api.consent_phone_source.as_str().into(),
     };
     // Connectors to the department's systems (R-SYN): scheduled pulls and pull-through.
@@ -193,17 +198,30 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             // What is still queued stays in the outbox and goes out after the restart.
         })
     };
+    // HTTPS only when a certificate is configured (R-SEC-6; generated clusters always are).
+    let tls = match (&cfg.api.tls_cert, &cfg.api.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            govchain_api::tls::server_config(cert, key)
+                .context("loading the API's TLS certificate (api.tls_cert, api.tls_key)")?,
+        ),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding {}", cfg.api.listen))?;
-    tracing::info!(target: "node", addr = %cfg.api.listen, "api listening");
-    let mut stop = stop_rx.clone();
-    // Handlers see the client's address (the login throttle counts by it).
-    let app = govchain_api::router(ctx).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    });
-    let http = tokio::spawn(async move { server.await });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(target: "node", addr = %cfg.api.listen, scheme, "api listening");
+    let app = govchain_api::router(ctx);
+    let stop = stop_rx.clone();
+    let http = match tls {
+        Some(config) => {
+            // `tap_io` is how axum hands a custom listener's client address to ConnectInfo.
+            use axum::serve::ListenerExt;
+            let listener = govchain_api::tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+            tokio::spawn(serve(listener, app, stop))
+        }
+        None => tokio::spawn(serve(listener, app, stop)),
+    };
 
     wait_for_signal().await;
     tracing::info!(target: "node", "shutting down");
@@ -217,6 +235,28 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     }
     tracing::info!(target: "node", "stopped");
     Ok(())
+}
+
+/// Serves the API on `listener` (plain TCP or TLS) until `stop` turns true. Handlers see the
+/// client's address (the login throttle counts by it).
+async fn serve<L>(
+    listener: L,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    for<'a> SocketAddr: Connected<IncomingStream<'a, L>>,
+{
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await
 }
 
 /// Applies committed blocks to the projection as the tip moves, until stopped. Each step (one

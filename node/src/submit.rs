@@ -24,8 +24,10 @@ pub struct SubmitOptions {
     pub start: u64,
     /// Only this source (default: every person source of the department, in turn).
     pub source: Option<String>,
-    /// API base URL (default: the node's listen address).
+    /// API base URL (default: the node's listen address, `https` when it serves TLS).
     pub url: Option<String>,
+    /// The CA certificate to trust (default: the node's `api.tls_ca`).
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// Runs the submission; prints one line per committed transaction and a summary.
@@ -48,11 +50,9 @@ pub async fn run(config: &Path, opts: &SubmitOptions) -> anyhow::Result<()> {
     if opts.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let url = opts
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", cfg.api.listen));
-    let client = Client::new(&url)?;
+    let url = opts.url.clone().unwrap_or_else(|| cfg.api_url());
+    let ca = opts.ca.as_deref().or(cfg.api.tls_ca.as_deref());
+    let client = Client::new(&url, ca)?;
     let mut gen = Generator::new(opts.seed);
     let started = Instant::now();
     let (mut sent, mut txs) = (0u64, 0u64);

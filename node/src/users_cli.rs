@@ -285,8 +285,13 @@ pub async fn import(
 }
 
 /// Deletes user `id`; returns the commit height.
-pub async fn delete(id: &str, key_file: &Path, url: &str) -> anyhow::Result<u64> {
-    let (client, key, chain) = Client::connect_signer(key_file, url).await?;
+pub async fn delete(
+    id: &str,
+    key_file: &Path,
+    url: &str,
+    ca: Option<&Path>,
+) -> anyhow::Result<u64> {
+    let (client, key, chain) = Client::connect_signer(key_file, url, ca).await?;
     let tx = sign_tx(&key, &chain, &TxKind::DeleteUser { id: id.to_string() });
     let (status, body) = client.submit_status(&tx).await?;
     if status != 200 {
@@ -295,18 +300,20 @@ pub async fn delete(id: &str, key_file: &Path, url: &str) -> anyhow::Result<u64>
     body["height"].as_u64().context("no height in the answer")
 }
 
-/// The CLI: reads `file`, imports it through the node at `url` with the key in `key_file`,
-/// writes the per-row report as CSV to `report_file` if given; returns the report.
+/// The CLI: reads `file`, imports it through the node at `url` (trusting the CA in `ca`) with
+/// the key in `key_file`, writes the per-row report as CSV to `report_file` if given; returns
+/// the report.
 pub async fn run(
     file: &Path,
     key_file: &Path,
     url: &str,
+    ca: Option<&Path>,
     replace: bool,
     report_file: Option<&Path>,
 ) -> anyhow::Result<Report> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let (rows, errors) = parse(&cells(&bytes)?)?;
-    let (client, key, chain) = Client::connect_signer(key_file, url).await?;
+    let (client, key, chain) = Client::connect_signer(key_file, url, ca).await?;
     let mode = if replace {
         PutMode::Replace
     } else {

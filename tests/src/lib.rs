@@ -1,6 +1,10 @@
 //! Harness for multi-process tests: generates a cluster with the real `govchain` binary, starts
 //! and kills node processes, waits on conditions with bounded deadlines (never fixed sleeps that
 //! hope), and runs the auditor's `govchain verify`.
+//!
+//! The harness owns the scheme: generated nodes serve HTTPS only (R-SEC-6), [`NodeProc::url`]
+//! is their `https://` URL, and [`NodeProc::client`] / [`NodeProc::http`] trust the cluster's
+//! development CA ([`Net::ca`]). Tests build clients through these, never by hand.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -87,6 +91,12 @@ impl Net {
         }
     }
 
+    /// The cluster's development CA certificate (`ca.pem`), which every node's certificate
+    /// chains to.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
     /// Path of the genesis file.
     pub fn genesis_path(&self) -> PathBuf {
         self.dir.path().join("genesis.json")
@@ -134,7 +144,12 @@ fn toml_from_str(text: &str) -> NodeConfig {
     let p = dir.path().join("node.toml");
     std::fs::write(&p, text).expect("write");
     let mut cfg = NodeConfig::read(&p).expect("parse node.toml");
-    for path in [&mut cfg.genesis, &mut cfg.key_file, &mut cfg.data_dir] {
+    let api = &mut cfg.api;
+    let tls = [&mut api.tls_cert, &mut api.tls_key, &mut api.tls_ca];
+    for path in [&mut cfg.genesis, &mut cfg.key_file, &mut cfg.data_dir]
+        .into_iter()
+        .chain(tls.into_iter().flatten())
+    {
         if let Ok(rel) = path.strip_prefix(dir.path()) {
             *path = rel.to_path_buf();
         }
@@ -159,8 +174,10 @@ fn run(cmd: &mut Command) -> Output {
 /// A running node process.
 pub struct NodeProc {
     child: Option<Child>,
-    /// API base URL.
+    /// API base URL (`https://…` when the node serves TLS, as generated nodes do).
     pub url: String,
+    /// The CA its certificate chains to (its `api.tls_ca`).
+    pub ca: Option<PathBuf>,
     config: PathBuf,
     log: PathBuf,
 }
@@ -168,27 +185,48 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts node i of `net` and waits until its API answers.
     pub fn start(net: &Net, i: usize) -> NodeProc {
-        let cfg = net.config(i);
-        let mut n = NodeProc {
-            child: None,
-            url: format!("http://{}", cfg.api.listen),
-            config: net.config_path(i),
-            log: net.dir.path().join(format!("node-{i}.log")),
-        };
-        n.spawn();
-        n
+        Self::start_config(
+            &net.config_path(i),
+            &net.dir.path().join(format!("node-{i}.log")),
+        )
     }
 
-    /// Starts a node from any config file, logging to `log`, API at `url`.
-    pub fn start_config(config: &Path, log: &Path, url: &str) -> NodeProc {
+    /// Starts a node from any config file, logging to `log`; its URL and CA come from the
+    /// config (`https` when it has `api.tls_cert`, trusting its `api.tls_ca`).
+    pub fn start_config(config: &Path, log: &Path) -> NodeProc {
+        let cfg = NodeConfig::read(config).expect("node.toml");
         let mut n = NodeProc {
             child: None,
-            url: url.to_string(),
+            url: cfg.api_url(),
+            ca: cfg.api.tls_ca.clone(),
             config: config.to_path_buf(),
             log: log.to_path_buf(),
         };
         n.spawn();
         n
+    }
+
+    /// The command-line arguments that reach this node: `--url URL` and, with TLS, `--ca CA`.
+    pub fn endpoint_args(&self) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["--url".into(), self.url.clone().into()];
+        if let Some(ca) = &self.ca {
+            a.extend(["--ca".into(), ca.clone().into_os_string()]);
+        }
+        a
+    }
+
+    /// A client of this node's API that trusts its CA.
+    pub fn client(&self) -> govchain_node::client::Client {
+        govchain_node::client::Client::new(&self.url, self.ca.as_deref()).expect("client")
+    }
+
+    /// A plain reqwest client that trusts this node's CA (for requests the [`Self::client`]
+    /// does not shape: raw bodies, odd headers). URLs start with [`Self::url`].
+    pub fn http(&self) -> reqwest::Client {
+        govchain_api::tls::client_builder(self.ca.as_deref())
+            .expect("CA")
+            .build()
+            .expect("reqwest client")
     }
 
     fn spawn(&mut self) {
@@ -212,8 +250,9 @@ impl NodeProc {
     pub fn wait_ready(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
         let url = format!("{}/api/v1/status", self.url);
+        let tls = probe::tls_config(self.ca.as_deref());
         loop {
-            if let Ok(r) = probe::blocking_get(&url) {
+            if let Ok(r) = probe::blocking_get(&url, &tls) {
                 if r {
                     return;
                 }
@@ -314,23 +353,58 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 mod probe {
-    //! A minimal blocking probe, so readiness checks need no runtime.
+    //! A minimal blocking probe (plain or TLS), so readiness checks need no runtime.
     use std::io::{Read, Write};
     use std::net::TcpStream;
+    use std::path::Path;
+    use std::sync::Arc;
     use std::time::Duration;
 
-    /// True if `url` (http://host:port/path) answers 200.
-    pub fn blocking_get(url: &str) -> std::io::Result<bool> {
-        let rest = url.trim_start_matches("http://");
+    /// A TLS client configuration trusting the certificates in `ca` (none: trusts nothing,
+    /// for plain-HTTP nodes).
+    pub fn tls_config(ca: Option<&Path>) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in ca
+            .map(|p| govchain_api::tls::read_certs(p).expect("CA certificate"))
+            .unwrap_or_default()
+        {
+            roots.add(cert).expect("CA certificate");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    /// True if `url` (`http(s)://host:port/path`) answers 200.
+    pub fn blocking_get(url: &str, tls: &Arc<rustls::ClientConfig>) -> std::io::Result<bool> {
+        let (secure, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, url.trim_start_matches("http://")),
+        };
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let mut s = TcpStream::connect(host)?;
+        let s = TcpStream::connect(host)?;
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        write!(
-            s,
-            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )?;
+        let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         let mut buf = [0u8; 12];
-        s.read_exact(&mut buf)?;
+        if secure {
+            let name = host.rsplit_once(':').map_or(host, |(h, _)| h).to_string();
+            let name = rustls::pki_types::ServerName::try_from(name)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let conn =
+                rustls::ClientConnection::new(tls.clone(), name).map_err(std::io::Error::other)?;
+            let mut s = rustls::StreamOwned::new(conn, s);
+            s.write_all(request.as_bytes())?;
+            s.read_exact(&mut buf)?;
+        } else {
+            let mut s = s;
+            s.write_all(request.as_bytes())?;
+            s.read_exact(&mut buf)?;
+        }
         Ok(&buf[9..12] == b"200")
     }
 }
@@ -364,7 +438,7 @@ impl Cluster {
 
     /// `GET /api/v1/status` of node i (0-based); None if it does not answer.
     pub fn status(&self, i: usize) -> Option<serde_json::Value> {
-        let c = govchain_node::client::Client::new(&self.nodes[i].url).ok()?;
+        let c = self.nodes[i].client();
         self.rt.block_on(c.get_json("status")).ok()
     }
 
@@ -419,10 +493,7 @@ impl Cluster {
         let key = self.net.node_key(1);
         let chain = self.net.genesis.chain_id.clone();
         let source = self.net.source("gaj.hjxx");
-        let clients: Vec<Client> = targets
-            .iter()
-            .map(|i| Client::new(&self.nodes[*i].url).expect("client"))
-            .collect();
+        let clients: Vec<Client> = targets.iter().map(|i| self.nodes[*i].client()).collect();
         let per = count.div_ceil(concurrency);
         let tasks: Vec<_> = (0..concurrency)
             .map(|w| {

@@ -104,7 +104,7 @@ fn keys(v: &Value) -> Vec<String> {
 struct Api<'a> {
     net: &'a Net,
     client: Client,
-    client_url: String,
+    client_args: Vec<std::ffi::OsString>,
     rt: tokio::runtime::Runtime,
     admin: Keypair,
     /// A person with records in several sources (used to see the projection's height).
@@ -243,8 +243,8 @@ fn run(db: Option<String>, fresh_url: &str) {
     let mut node = NodeProc::start(&net, 1);
     let mut api = Api {
         net: &net,
-        client: Client::new(&node.url).unwrap(),
-        client_url: node.url.clone(),
+        client: node.client(),
+        client_args: node.endpoint_args(),
         rt: tokio::runtime::Runtime::new().unwrap(),
         admin: net.key("sysadmin"),
         person: String::new(),
@@ -384,7 +384,7 @@ fn matter_types_and_materials(api: &Api<'_>, id: &str, name: &str, address: &str
         .arg(&file)
         .arg("--key")
         .arg(api.net.dir.path().join("keys/sysadmin.key"))
-        .args(["--url", &api.client_url])
+        .args(&api.client_args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

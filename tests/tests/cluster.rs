@@ -62,7 +62,7 @@ fn killing_the_proposer_does_not_stop_the_others_and_a_killed_node_catches_up() 
     let mut c = Cluster::start(4, |_| {});
     assert_eq!(c.submit(50, 8, &[0, 1, 2, 3], 2).len(), 50);
     // The proposer of the last block (by key) is killed.
-    let client = govchain_node::client::Client::new(&c.nodes[0].url).unwrap();
+    let client = c.nodes[0].client();
     let h = c.height(0);
     let b =
         c.rt.block_on(client.get_json(&format!("blocks/{h}")))
@@ -120,7 +120,7 @@ fn a_node_killed_under_load_catches_up_and_loses_nothing_acknowledged() {
         agree_from(c, &[0, 1, 2, 3], top)
     });
     // Everything acknowledged (by any node, before or after the kill) is on node-3.
-    let client = govchain_node::client::Client::new(&c.nodes[2].url).unwrap();
+    let client = c.nodes[2].client();
     for id in &acked {
         c.rt.block_on(client.get_json(&format!("txs/{id}")))
             .unwrap_or_else(|e| panic!("acknowledged {id} missing on node-3: {e}"));
@@ -140,7 +140,7 @@ fn two_of_four_down_stops_commits_until_one_returns() {
     let source = c.net.source("gaj.hjxx");
     let rec = govchain_node::synth::Generator::new(77).record_for(&source, 1);
     let tx = govchain_node::client::records_tx(&key, &c.net.genesis.chain_id, &source, vec![rec]);
-    let client = govchain_node::client::Client::new(&c.nodes[0].url).unwrap();
+    let client = c.nodes[0].client();
     let r = c.rt.block_on(client.submit(&tx, false)).unwrap();
     assert_eq!(r.status, "pending");
     std::thread::sleep(Duration::from_secs(4));
@@ -209,13 +209,10 @@ fn a_peer_outside_genesis_can_neither_connect_nor_follow() {
     cfg.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", port + 100);
     cfg.p2p.peers = (1..=4).map(|i| c.net.config(i).p2p.listen).collect();
     cfg.write(&dir.join("node.toml")).unwrap();
-    let stranger = NodeProc::start_config(
-        &dir.join("node.toml"),
-        &c.net.dir.path().join("node-x.log"),
-        &format!("http://127.0.0.1:{port}"),
-    );
+    let stranger =
+        NodeProc::start_config(&dir.join("node.toml"), &c.net.dir.path().join("node-x.log"));
     std::thread::sleep(Duration::from_secs(5));
-    let sc = govchain_node::client::Client::new(&stranger.url).unwrap();
+    let sc = stranger.client();
     let st = c.rt.block_on(sc.get_json("status")).unwrap();
     assert_eq!(st["height"], 0, "the stranger got no blocks");
     // No validator admitted it (the stranger may see a connection open before it is refused).
@@ -229,8 +226,8 @@ fn a_peer_outside_genesis_can_neither_connect_nor_follow() {
     assert!(c.height(0) >= 1);
 }
 
-/// Writes node-5's directory for department `dept` with a fresh key; returns its API URL.
-fn add_node_dir(c: &Cluster, dept: &str) -> (std::path::PathBuf, String, govchain_ledger::Keypair) {
+/// Writes node-5's directory for department `dept` with a fresh key; returns its config path.
+fn add_node_dir(c: &Cluster, dept: &str) -> (std::path::PathBuf, govchain_ledger::Keypair) {
     let dir = c.net.dir.path().join("node-5");
     std::fs::create_dir_all(&dir).unwrap();
     let key = govchain_ledger::Keypair::generate().unwrap();
@@ -245,27 +242,23 @@ fn add_node_dir(c: &Cluster, dept: &str) -> (std::path::PathBuf, String, govchai
     cfg.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", port + 100);
     cfg.p2p.peers = (1..=4).map(|i| c.net.config(i).p2p.listen).collect();
     cfg.write(&dir.join("node.toml")).unwrap();
-    (
-        dir.join("node.toml"),
-        format!("http://127.0.0.1:{port}"),
-        key,
-    )
+    (dir.join("node.toml"), key)
 }
 
 #[test]
 fn a_fifth_department_joins_by_quorum_approval_then_syncs_and_votes() {
     use govchain_chaincode::kinds::{TxKind, ValidatorChange};
-    use govchain_node::client::{sign_tx, Client};
+    use govchain_node::client::sign_tx;
     let mut c = Cluster::start(4, |_| {});
     assert_eq!(c.submit(20, 4, &[0, 1, 2, 3], 8).len(), 20);
     let dept = c.net.genesis.departments[4].id.clone();
-    let (config, url, key5) = add_node_dir(&c, &dept);
+    let (config, key5) = add_node_dir(&c, &dept);
     let log = c.net.dir.path().join("node-5.log");
-    c.nodes.push(NodeProc::start_config(&config, &log, &url));
+    c.nodes.push(NodeProc::start_config(&config, &log));
 
     // A department administrator proposes, more than 2/3 of the 22 administrators approve.
     let chain = c.net.genesis.chain_id.clone();
-    let client = Client::new(&c.nodes[0].url).unwrap();
+    let client = c.nodes[0].client();
     let depts: Vec<String> = c
         .net
         .genesis
@@ -341,7 +334,7 @@ fn a_backlog_of_big_record_batches_commits_although_executing_it_outlasts_the_pr
             govchain_node::client::records_tx(&key, &chain, &source, records)
         })
         .collect();
-    let client = govchain_node::client::Client::new(&c.nodes[0].url).unwrap();
+    let client = c.nodes[0].client();
     // Everything waits in the mempool before the first block is built.
     c.rt.block_on(async {
         for tx in &txs {

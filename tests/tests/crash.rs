@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use govchain_api::projection::Projection;
 use govchain_ledger::{Store, TxId};
-use govchain_node::client::{records_tx, Client};
+use govchain_node::client::records_tx;
 use govchain_node::synth::Generator;
 use govchain_tests::{verify, Net, NodeProc};
 use rand::{Rng, SeedableRng};
@@ -44,7 +44,7 @@ fn kill9_under_load_loses_no_acknowledged_tx_and_commits_none_twice() {
             chain.clone(),
             source.clone(),
         );
-        let client = Client::new(&node.url).unwrap();
+        let client = node.client();
         clients.push(rt.spawn(async move {
             let mut gen = Generator::new(c);
             let mut i = 0u64;
@@ -93,7 +93,7 @@ fn kill9_under_load_loses_no_acknowledged_tx_and_commits_none_twice() {
     assert!(acked.len() >= 120, "only {} acknowledged", acked.len());
 
     // Every acknowledged transaction is in the chain exactly once.
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let status = rt.block_on(client.get_json("status")).unwrap();
     let height = status["height"].as_u64().unwrap();
     let mut seen: HashMap<String, u64> = HashMap::new();

@@ -187,7 +187,7 @@ fn bad_gossip_is_dropped_and_penalised_without_stalling_the_chain() {
     assert!(!logs.contains("panicked"), "a node panicked");
 
     // ...and the double vote is on chain, as a report_equivocation transaction.
-    let client = govchain_node::client::Client::new(&c.nodes[0].url).unwrap();
+    let client = c.nodes[0].client();
     let mut seen = first;
     let deadline = Instant::now() + Duration::from_secs(60);
     'found: loop {
@@ -338,7 +338,7 @@ fn bad_synced_blocks_are_refused_and_the_node_catches_up_from_honest_peers() {
         c.height(3) >= top
     });
     let block_hash = |i: usize| {
-        let client = govchain_node::client::Client::new(&c.nodes[i].url).unwrap();
+        let client = c.nodes[i].client();
         c.rt.block_on(client.get_json(&format!("blocks/{top}")))
             .unwrap()["hash"]
             .clone()

@@ -27,7 +27,7 @@ impl Node {
         let net = Net::generate(1);
         net.tune(1, tune);
         let node = NodeProc::start(&net, 1);
-        let client = Client::new(&node.url).unwrap();
+        let client = node.client();
         Node {
             net,
             node,
@@ -251,7 +251,7 @@ fn finding_2_a_thousand_concurrent_hostile_requests_keep_memory_bounded_and_audi
             .unwrap()
     };
     let before = rss_kb();
-    let http = reqwest::Client::new();
+    let http = n.node.http();
     let base = n.node.url.clone();
     let statuses: Vec<u16> = n.rt.block_on(async {
         let mut tasks = Vec::new();

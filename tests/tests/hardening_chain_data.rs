@@ -33,7 +33,7 @@ fn finding_1_chain_data_carries_payloads_only_to_nodes_auditors_and_admins_and_i
     let net = Net::generate(1);
     let node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let admin = net.key("sysadmin");
     let chain = net.genesis.chain_id.clone();
     let call = |method: &str, path: &str, headers: &[(&str, String)], body: Option<Value>| {

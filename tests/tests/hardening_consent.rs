@@ -44,7 +44,7 @@ impl World {
         net.tune(1, |c| c.api.sms = Some(format!("file:{}", sms.display())));
         let node = NodeProc::start(&net, 1);
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let client = Client::new(&node.url).unwrap();
+        let client = node.client();
         let mut w = World {
             net,
             _node: node,

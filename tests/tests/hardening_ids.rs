@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use govchain_chaincode::person::check_char;
 use govchain_chaincode::records::Record;
-use govchain_node::client::{records_tx, Client};
+use govchain_node::client::records_tx;
 use govchain_node::synth::Generator;
 use govchain_tests::{error_code, Net, NodeProc};
 
@@ -46,7 +46,7 @@ fn finding_9_residence_permit_holders_have_a_person_file() {
     let net = Net::generate(1);
     let node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let key = net.node_key(1);
     let chain = net.genesis.chain_id.clone();
     let source = net.source("gaj.hjxx");

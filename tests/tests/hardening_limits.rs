@@ -8,7 +8,6 @@ use govchain_api::paging::MAX_OFFSET_ROWS;
 use govchain_api::query::{MAX_CONDITIONS, MAX_PAGE_SIZE};
 use govchain_api::search::{MAX_LIMIT, QUERY_CHARS};
 use govchain_api::session::LOGIN_MAX_BODY_BYTES;
-use govchain_node::client::Client;
 use govchain_tests::{error_code as code, Net, NodeProc};
 use serde_json::Value;
 
@@ -26,7 +25,7 @@ fn every_named_limit_is_accepted_at_its_value_and_refused_one_past_it() {
     net.tune(1, |c| c.api.max_body_bytes = 64 * 1024);
     let node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let admin = net.key("sysadmin");
     let get = |path: &str| -> (u16, Value) {
         rt.block_on(client.call_signed("GET", path, &admin, None))
@@ -132,7 +131,8 @@ fn every_named_limit_is_accepted_at_its_value_and_refused_one_past_it() {
         let json = r#"{"user":"nobody","password":"Wrong-password-1"}"#;
         let body = format!("{json}{}", " ".repeat(bytes - json.len()));
         rt.block_on(async {
-            let r = reqwest::Client::new()
+            let r = node
+                .http()
                 .post(format!("{}/api/v1/login", node.url))
                 .header("content-type", "application/json")
                 .body(body)
@@ -153,7 +153,8 @@ fn every_named_limit_is_accepted_at_its_value_and_refused_one_past_it() {
     let max = net.config(1).api.max_body_bytes;
     let post = |n: usize| -> (u16, Value) {
         rt.block_on(async {
-            let r = reqwest::Client::new()
+            let r = node
+                .http()
                 .post(format!("{}/api/v1/txs", node.url))
                 .header("content-type", "application/octet-stream")
                 .body(vec![0u8; n])

@@ -38,7 +38,7 @@ impl World {
             .enable_all()
             .build()
             .unwrap();
-        let client = Client::new(&node.url).unwrap();
+        let client = node.client();
         World {
             net,
             node,
@@ -84,7 +84,8 @@ impl World {
     fn from(&self, from: &str) -> Login {
         let ip: IpAddr = from.parse().unwrap();
         Login {
-            http: reqwest::Client::builder()
+            http: govchain_api::tls::client_builder(self.node.ca.as_deref())
+                .unwrap()
                 .local_address(ip)
                 .timeout(Duration::from_secs(60))
                 .build()

@@ -13,7 +13,7 @@ use govchain_api::consent::MAX_CONSENT_HOURS;
 use govchain_chaincode::access::{Role, User};
 use govchain_chaincode::business::PutMode;
 use govchain_chaincode::TxKind;
-use govchain_node::client::{sign_tx, Client};
+use govchain_node::client::sign_tx;
 use govchain_tests::{error_code, Net, NodeProc};
 use serde_json::{json, Value};
 
@@ -29,7 +29,7 @@ fn schemathesis_the_served_document_has_unique_operations_and_one_error_body() {
     let net = Net::generate(1);
     let node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let doc = rt.block_on(client.get_json("openapi.json")).unwrap();
     let mut ids = std::collections::BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -60,7 +60,7 @@ fn schemathesis_search_answers_a_missing_or_malformed_parameter_with_the_json_er
     let net = Net::generate(1);
     let node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let admin = net.key("sysadmin");
     for path in ["search", "search?limit=5", "search?q=abcd&limit=five"] {
         let (s, b) = rt
@@ -81,7 +81,7 @@ fn schemathesis_consent_hours_written_as_a_whole_float_are_a_number_of_hours() {
     let net = Net::generate(1);
     let node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let admin = net.key("sysadmin");
     let chain = net.genesis.chain_id.clone();
     let zhao = User {

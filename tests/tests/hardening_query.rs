@@ -39,7 +39,7 @@ impl World {
         net.tune(1, tune);
         let node = NodeProc::start(&net, 1);
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let client = Client::new(&node.url).unwrap();
+        let client = node.client();
         let w = World {
             net,
             _node: node,

@@ -6,7 +6,6 @@
 
 use govchain_api::auth::{sign_request, sign_request_with_nonce, Audience};
 use govchain_ledger::{ChainId, Keypair};
-use govchain_node::client::Client;
 use govchain_tests::{error_code as code, Cluster};
 
 fn now_ms() -> u64 {
@@ -22,10 +21,7 @@ fn now_ms() -> u64 {
 fn finding_5_a_signed_request_is_bound_to_its_chain_and_target_node() {
     let c = Cluster::start(2, |_| {});
     let admin = c.net.key("sysadmin");
-    let (a, b) = (
-        Client::new(&c.nodes[0].url).unwrap(),
-        Client::new(&c.nodes[1].url).unwrap(),
-    );
+    let (a, b) = (c.nodes[0].client(), c.nodes[1].client());
     let to_a = c.rt.block_on(a.audience()).unwrap();
     let to_b = c.rt.block_on(b.audience()).unwrap();
     assert_eq!(to_a.node, c.net.node_key(1).public());
@@ -64,7 +60,7 @@ fn finding_5_an_unregistered_keys_signatures_do_not_crowd_out_a_registered_key()
     const STRANGER_REQUESTS: usize = 300;
     let c = Cluster::start(1, |_| {});
     let admin = c.net.key("sysadmin");
-    let a = Client::new(&c.nodes[0].url).unwrap();
+    let a = c.nodes[0].client();
     let to = c.rt.block_on(a.audience()).unwrap();
     let stranger = Keypair::from_seed([77; 32]);
     let t = now_ms();

@@ -13,7 +13,7 @@ use govchain_chaincode::records::StoredRecord;
 use govchain_chaincode::TxKind;
 use govchain_genesis::ConnectorConfig;
 use govchain_ledger::{Keypair, Store};
-use govchain_node::client::{sign_tx, Client};
+use govchain_node::client::sign_tx;
 use govchain_node::dept_sim::{DeptSim, FaultKind, Faults, SimConfig, SimSource};
 use govchain_node::legacy_codec::Codec;
 use govchain_tests::{error_code, fast_timeouts, govchain_bin, Net, NodeProc};
@@ -71,8 +71,8 @@ fn key_of(net: &Net, i: u64) -> String {
     key
 }
 
-fn call(sim: &Sim, url: &str, key: &Keypair, method: &str, path: &str) -> (u16, Value) {
-    let c = Client::new(url).unwrap();
+fn call(sim: &Sim, node: &NodeProc, key: &Keypair, method: &str, path: &str) -> (u16, Value) {
+    let c = node.client();
     sim.rt
         .block_on(c.call_signed(method, path, key, None))
         .unwrap()
@@ -83,7 +83,8 @@ fn cli(node: &NodeProc, key: &std::path::Path, args: &[&str]) -> Value {
     let out = std::process::Command::new(govchain_bin())
         .arg("sync")
         .args(args)
-        .args(["--url", &node.url, "--key"])
+        .args(node.endpoint_args())
+        .arg("--key")
         .arg(key)
         .output()
         .unwrap();
@@ -155,14 +156,14 @@ fn finding_10_refused_records_are_listed_and_a_retry_moves_the_fixed_ones_to_the
     let admin = net.key("sysadmin");
     let admin_file = net.dir.path().join("keys/sysadmin.key");
     let source_status = || {
-        let (code, st) = call(&sim, &node.url, &admin, "GET", "sync/status");
+        let (code, st) = call(&sim, &node, &admin, "GET", "sync/status");
         assert_eq!(code, 200, "{st}");
         st["sources"][0].clone()
     };
 
     let (code, r) = call(
         &sim,
-        &node.url,
+        &node,
         &admin,
         "POST",
         &format!("sync/run?source={SOURCE}"),
@@ -192,7 +193,7 @@ fn finding_10_refused_records_are_listed_and_a_retry_moves_the_fixed_ones_to_the
     // The listing: each refused record with its reason.
     let (code, list) = call(
         &sim,
-        &node.url,
+        &node,
         &admin,
         "GET",
         &format!("sync/rejected?source={SOURCE}"),
@@ -230,7 +231,9 @@ fn finding_10_refused_records_are_listed_and_a_retry_moves_the_fixed_ones_to_the
     let metrics = sim
         .rt
         .block_on(async {
-            reqwest::get(format!("{}/api/v1/metrics", node.url))
+            node.http()
+                .get(format!("{}/api/v1/metrics", node.url))
+                .send()
                 .await
                 .unwrap()
                 .text()
@@ -265,18 +268,18 @@ fn finding_10_refused_records_are_listed_and_a_retry_moves_the_fixed_ones_to_the
             key: Some(auditor.public()),
         }],
     };
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let tx = sign_tx(&admin, &net.genesis.chain_id, &users);
     let (code, body) = sim.rt.block_on(client.submit_status(&tx)).unwrap();
     assert_eq!(code, 200, "{body}");
     let rejected = format!("sync/rejected?source={SOURCE}");
     let retry = format!("sync/rejected/retry?source={SOURCE}");
-    let (code, body) = call(&sim, &node.url, &auditor, "GET", &rejected);
+    let (code, body) = call(&sim, &node, &auditor, "GET", &rejected);
     assert_eq!(code, 200, "{body}");
-    let (code, body) = call(&sim, &node.url, &auditor, "POST", &retry);
+    let (code, body) = call(&sim, &node, &auditor, "POST", &retry);
     assert_eq!((code, error_code(&body)), (403, "forbidden"), "{body}");
     let other_dept = net.key("mzj-admin");
-    let (code, body) = call(&sim, &node.url, &other_dept, "GET", &rejected);
+    let (code, body) = call(&sim, &node, &other_dept, "GET", &rejected);
     assert_eq!((code, error_code(&body)), (403, "forbidden"), "{body}");
     let (code, _) = sim
         .rt
@@ -290,7 +293,7 @@ fn finding_10_refused_records_are_listed_and_a_retry_moves_the_fixed_ones_to_the
         (format!("{rejected}&limit=1001"), 400),
         ("sync/rejected?source=gaj.nope".to_string(), 404),
     ] {
-        let (code, body) = call(&sim, &node.url, &admin, "GET", &path);
+        let (code, body) = call(&sim, &node, &admin, "GET", &path);
         assert_eq!(code, want, "{path}: {body}");
     }
 
@@ -327,15 +330,15 @@ fn finding_10_refused_records_are_listed_and_a_retry_moves_the_fixed_ones_to_the
         "the fixed records to leave the list",
         Duration::from_secs(30),
         &node,
-        || call(&sim, &node.url, &admin, "GET", &rejected).1["kept"] == 1,
+        || call(&sim, &node, &admin, "GET", &rejected).1["kept"] == 1,
     );
-    let (_, list) = call(&sim, &node.url, &admin, "GET", &rejected);
+    let (_, list) = call(&sim, &node, &admin, "GET", &rejected);
     assert_eq!(list["records"][0]["key"], phone_key.as_str(), "{list}");
     assert_eq!(list["records"][0]["checks"], 2, "{list}");
     assert!(on_chain(&net, &phone_key).is_none());
     let history = call(
         &sim,
-        &node.url,
+        &node,
         &admin,
         "GET",
         &format!("sync/history?source={SOURCE}"),

@@ -68,7 +68,7 @@ fn bad_input_is_refused_with_clear_errors_and_commits_nothing() {
     let mut node = NodeProc::start(&net, 1);
     let api = Api {
         url: node.url.clone(),
-        http: reqwest::Client::new(),
+        http: node.http(),
         rt: tokio::runtime::Runtime::new().unwrap(),
     };
     let key = net.node_key(1);

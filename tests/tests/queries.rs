@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use govchain_api::auth::{sign_request, sign_request_with_nonce, SIGNATURE_HEADER, TIME_HEADER};
 use govchain_api::projection::Projection;
-use govchain_node::client::{records_tx, urlencode, Client};
+use govchain_node::client::{records_tx, urlencode};
 use govchain_node::synth::Generator;
 use govchain_tests::error_code as code;
 use govchain_tests::{Net, NodeProc};
@@ -55,7 +55,7 @@ fn run(db: Option<String>) {
     net.tune(1, |c| c.api.db = db.clone());
     let mut node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let source = net.source("gaj.hjxx");
     let mut gen = Generator::new(5);
     let records: Vec<_> = (0..20).map(|i| gen.record_for(&source, i)).collect();
@@ -293,7 +293,7 @@ fn run(db: Option<String>) {
     let export = |q: &str| {
         let path = format!("/api/v1/records/export?{q}");
         let headers = sign_request(&admin, &to, "GET", &path, now_ms(), b"");
-        let mut req = reqwest::Client::new().get(format!("{}{path}", node.url));
+        let mut req = node.http().get(format!("{}{path}", node.url));
         for (k, v) in &headers {
             req = req.header(*k, v);
         }
@@ -373,12 +373,15 @@ fn run(db: Option<String>) {
         assert_eq!((status, code(&body)), (400, expect), "{q}: {body}");
     }
     let (status, _, _) = rt.block_on(async {
-        let r = reqwest::get(format!(
-            "{}/api/v1/records/export?source=gaj.hjxx",
-            node.url
-        ))
-        .await
-        .unwrap();
+        let r = node
+            .http()
+            .get(format!(
+                "{}/api/v1/records/export?source=gaj.hjxx",
+                node.url
+            ))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), (), ())
     });
     assert_eq!(status, 401, "an unsigned export is refused");
@@ -414,7 +417,7 @@ fn a_node_without_projection_answers_queries_with_a_clear_503() {
     net.tune(1, |c| c.api.db = Some("off".into()));
     let mut node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let admin = net.key("sysadmin");
     for path in [
         "persons/11010519491231001X",

@@ -174,7 +174,7 @@ fn denials_consent_audit_replay_and_offline_proofs_r_sec_1_to_5_r_aud_1_to_4() {
     });
     let node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let admin = net.key("sysadmin");
     let mut w = World {
         net,
@@ -945,7 +945,7 @@ fn the_auditors_replay_catches_an_audit_entry_whose_decision_the_rules_refuse() 
     let net = Net::generate(1);
     let mut node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let chain = net.genesis.chain_id.clone();
     let commit = |key: &Keypair, kind: TxKind| {
         let tx = sign_tx(key, &chain, &kind);
@@ -1029,7 +1029,7 @@ fn an_audit_entry_queued_when_the_node_is_killed_reaches_the_chain_after_restart
     net.tune(1, |c| c.api.audit_interval_ms = 600_000);
     let mut node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let admin = net.key("sysadmin");
     let (s, b) = rt
         .block_on(client.get_signed("records?source=gaj.hjxx&page_size=1", &admin))
@@ -1072,7 +1072,7 @@ fn bad_input_to_login_passwords_consents_and_audit_is_refused_clearly() {
     net.tune(1, |c| c.api.sms = Some(format!("file:{}", sms.display())));
     let node = NodeProc::start(&net, 1);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let admin = net.key("sysadmin");
     let chain = net.genesis.chain_id.clone();
     let tx = sign_tx(

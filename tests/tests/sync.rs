@@ -13,7 +13,7 @@ use govchain_chaincode::records::StoredRecord;
 use govchain_chaincode::TxKind;
 use govchain_genesis::ConnectorConfig;
 use govchain_ledger::{Height, Keypair, Store};
-use govchain_node::client::{sign_tx, Client};
+use govchain_node::client::sign_tx;
 use govchain_node::dept_sim::{content_digest, DeptSim, FaultKind, Faults, SimConfig, SimSource};
 use govchain_node::legacy_codec::Codec;
 use govchain_tests::{fast_timeouts, Net, NodeProc};
@@ -82,12 +82,12 @@ fn no_faults() -> Faults {
 
 fn call(
     rt: &tokio::runtime::Runtime,
-    url: &str,
+    node: &NodeProc,
     key: &Keypair,
     method: &str,
     path: &str,
 ) -> (u16, serde_json::Value) {
-    let c = Client::new(url).unwrap();
+    let c = node.client();
     rt.block_on(c.call_signed(method, path, key, None)).unwrap()
 }
 
@@ -103,7 +103,7 @@ fn sync_until_done(
 ) {
     let t = Instant::now();
     loop {
-        let (code, st) = call(&sim.rt, &node.url, admin, "GET", "sync/status");
+        let (code, st) = call(&sim.rt, node, admin, "GET", "sync/status");
         assert_eq!(code, 200, "{st}");
         let mut done = 0;
         for s in st["sources"].as_array().unwrap() {
@@ -116,7 +116,7 @@ fn sync_until_done(
             } else if s["running"] == false {
                 call(
                     &sim.rt,
-                    &node.url,
+                    node,
                     admin,
                     "POST",
                     &format!("sync/run?source={id}"),
@@ -270,7 +270,7 @@ fn full_sync_under_every_fault_lands_each_record_exactly_once() {
     // Failures were seen, retried and recorded in the history.
     let (code, h) = call(
         &sim.rt,
-        &node.url,
+        &node,
         &admin,
         "GET",
         "sync/history?source=gaj.sfzqf",
@@ -310,7 +310,7 @@ fn kill9_during_sync_still_lands_each_record_exactly_once() {
         for s in ids {
             call(
                 &sim.rt,
-                &node.url,
+                &node,
                 &admin,
                 "POST",
                 &format!("sync/run?source={s}"),
@@ -321,7 +321,7 @@ fn kill9_during_sync_still_lands_each_record_exactly_once() {
         kills += 1;
         node.restart();
         // Did the kill land mid-sync (feed partly read, or records still queued)?
-        let (_, st) = call(&sim.rt, &node.url, &admin, "GET", "sync/status");
+        let (_, st) = call(&sim.rt, &node, &admin, "GET", "sync/status");
         let mid = st["sources"].as_array().unwrap().iter().any(|s| {
             let c = s["cursor"].as_u64().unwrap();
             (c > 0 && c < records) || s["pending"].as_u64().unwrap() > 0
@@ -332,7 +332,7 @@ fn kill9_during_sync_still_lands_each_record_exactly_once() {
     assert_eq!(kills, 4);
     assert!(interrupted >= 1, "no kill landed in the middle of a sync");
     // Some of the work happened before the kills (not all after the last restart).
-    let (_, st) = call(&sim.rt, &node.url, &admin, "GET", "sync/status");
+    let (_, st) = call(&sim.rt, &node, &admin, "GET", "sync/status");
     let after_restart: u64 = st["sources"]
         .as_array()
         .unwrap()
@@ -389,7 +389,7 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
 
     let (code, file) = call(
         &sim.rt,
-        &node.url,
+        &node,
         &admin,
         "GET",
         &format!("persons/{person}?fresh=true&deadline_ms=5000"),
@@ -415,7 +415,7 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
     assert!(!stale[0]["reason"].as_str().unwrap().is_empty());
 
     // The dead system is reported unhealthy in status and metrics; the live one is healthy.
-    let (_, st) = call(&sim.rt, &node.url, &admin, "GET", "status");
+    let (_, st) = call(&sim.rt, &node, &admin, "GET", "status");
     assert_eq!(
         st["sync_unhealthy"],
         serde_json::json!(["gaj.csdj"]),
@@ -424,7 +424,9 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
     let metrics = sim
         .rt
         .block_on(async {
-            reqwest::get(format!("{}/api/v1/metrics", node.url))
+            node.http()
+                .get(format!("{}/api/v1/metrics", node.url))
+                .send()
                 .await?
                 .text()
                 .await
@@ -459,12 +461,12 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
         }],
     };
     let tx = sign_tx(&admin, &net.genesis.chain_id, &users);
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     assert_eq!(sim.rt.block_on(client.submit_status(&tx)).unwrap().0, 200);
     let asked = sim.sim.stats().requests;
     let (code, e) = call(
         &sim.rt,
-        &node.url,
+        &node,
         &staff,
         "GET",
         &format!("persons/{person}?fresh=true"),
@@ -497,7 +499,7 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
         ("GET", no_deadline.as_str(), 400, "bad_query"),
         ("GET", long_deadline.as_str(), 400, "bad_query"),
     ] {
-        let (got, e) = call(&sim.rt, &node.url, &admin, method, path);
+        let (got, e) = call(&sim.rt, &node, &admin, method, path);
         assert_eq!(
             (got, govchain_tests::error_code(&e)),
             (status, code),
@@ -505,7 +507,7 @@ fn pull_through_answers_with_the_changed_record_and_names_stale_sources() {
         );
     }
     // A key that is no operator's (the department's node key is not a user) is refused.
-    let (code, _) = call(&sim.rt, &node.url, &net.node_key(1), "GET", "sync/status");
+    let (code, _) = call(&sim.rt, &node, &net.node_key(1), "GET", "sync/status");
     assert_eq!(code, 403);
     node.terminate(Duration::from_secs(30));
 }
@@ -604,7 +606,7 @@ fn pull_through_reaches_other_departments_systems_through_their_nodes() {
 
     let (code, file) = call(
         &sim.rt,
-        &node1.url,
+        &node1,
         &admin,
         "GET",
         &format!("persons/{person}?fresh=true&deadline_ms=10000"),
@@ -634,12 +636,13 @@ fn pull_through_reaches_other_departments_systems_through_their_nodes() {
     // Only departments' nodes may ask a node to pull: the administrator's key is refused, an
     // unsigned request too, and a bad person id is a clear error.
     let pull = format!("sync/pull?person={person}");
-    let (code, _) = call(&sim.rt, &node2.url, &admin, "POST", &pull);
+    let (code, _) = call(&sim.rt, &node2, &admin, "POST", &pull);
     assert_eq!(code, 403);
     let unsigned = sim
         .rt
         .block_on(async {
-            reqwest::Client::new()
+            node2
+                .http()
                 .post(format!("{}/api/v1/{pull}", node2.url))
                 .send()
                 .await
@@ -649,7 +652,7 @@ fn pull_through_reaches_other_departments_systems_through_their_nodes() {
     assert_eq!(unsigned, 401);
     let (code, e) = call(
         &sim.rt,
-        &node2.url,
+        &node2,
         &net.node_key(1),
         "POST",
         "sync/pull?person=123",
@@ -660,7 +663,7 @@ fn pull_through_reaches_other_departments_systems_through_their_nodes() {
     node2.kill9();
     let (code, file) = call(
         &sim.rt,
-        &node1.url,
+        &node1,
         &admin,
         "GET",
         &format!("persons/{person}?fresh=true&deadline_ms=1000"),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use govchain_chaincode::records::StoredRecord;
 use govchain_ledger::store::{CF_BLOCKS, CF_COMMITS, CF_STATE};
 use govchain_ledger::{codec, Commit, Height, Store};
-use govchain_node::client::{records_tx, Client};
+use govchain_node::client::records_tx;
 use govchain_node::synth::Generator;
 use govchain_tests::{copy_dir, verify, Net, NodeProc};
 
@@ -16,7 +16,7 @@ fn chain_of_five() -> Net {
     let mut node = NodeProc::start(&net, 1);
     let key = net.node_key(1);
     let source = net.source("gaj.hjxx");
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut gen = Generator::new(9);
     for b in 0..5u64 {

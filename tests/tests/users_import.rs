@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use govchain_node::client::Client;
 use govchain_tests::{govchain_bin, Net, NodeProc};
 use rust_xlsxwriter::Workbook;
 
@@ -81,7 +80,8 @@ fn import(
         .arg(file)
         .arg("--key")
         .arg(net.dir.path().join("keys/sysadmin.key"))
-        .args(["--url", &node.url, "--report"])
+        .args(node.endpoint_args())
+        .arg("--report")
         .arg(report)
         .output()
         .unwrap()
@@ -150,7 +150,7 @@ fn ten_thousand_users_from_xlsx_good_rows_imported_bad_rows_reported() {
 
     // Good rows are on chain, bad ones are not.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = Client::new(&node.url).unwrap();
+    let client = node.client();
     let admin = net.key("sysadmin");
     for i in [0usize, 16, 18, 4_999, 6_499, 6_501, 9_999] {
         let (s, b) = rt

@@ -198,6 +198,7 @@ fn context(dir: &std::path::Path, admin: &Keypair, replay: ReplayGuard) -> crate
         read_limits: Default::default(),
         sync: None,
         sync_peers: Arc::new(Vec::new()),
+        peer_http: reqwest::Client::new(),
         consent_phone_source: "gaj.hjxx".into(),
     }
 }

@@ -147,6 +147,10 @@ fn harness() -> &'static Harness {
                 read_limits: Default::default(),
                 sync: None,
                 sync_peers: Arc::new(Vec::new()),
+                peer_http: govchain_api::tls::client_builder(None)
+                    .expect("client")
+                    .build()
+                    .expect("client"),
                 consent_phone_source: "gaj.hjxx".into(),
             }
         });
