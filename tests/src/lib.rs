@@ -14,6 +14,32 @@ use std::time::{Duration, Instant};
 use govchain_genesis::{GenesisDoc, NodeConfig};
 use govchain_ledger::Keypair;
 
+/// Unix milliseconds on this machine's clock (what a node's `now` reads too).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as u64
+}
+
+/// A user of `dept` at `level` with `roles`, named 测试ID, enabled, without a key.
+pub fn user(
+    id: &str,
+    dept: &str,
+    level: u8,
+    roles: Vec<govchain_chaincode::access::Role>,
+) -> govchain_chaincode::access::User {
+    govchain_chaincode::access::User {
+        id: id.into(),
+        name: format!("测试{id}"),
+        department: dept.into(),
+        level,
+        roles,
+        disabled: false,
+        key: None,
+    }
+}
+
 /// The `govchain` binary: `$GOVCHAIN_BIN`, or the one cargo built beside the test executable.
 pub fn govchain_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("GOVCHAIN_BIN") {

@@ -12,7 +12,7 @@ use govchain_api::audit_queue::AuditQueue;
 use govchain_chaincode::access::{AuditAction, AuditEntry};
 use govchain_ledger::{Hash, Store, TimestampMs};
 use govchain_node::client::Client;
-use govchain_tests::{error_code as code, Net, NodeProc};
+use govchain_tests::{error_code as code, now_ms, Net, NodeProc};
 use serde_json::Value;
 
 struct Node {
@@ -108,7 +108,7 @@ fn finding_2_one_hostile_request_cannot_stop_auditing_across_restarts() {
             &n.rt.block_on(n.client.audience()).unwrap(),
             "GET",
             "/api/v1/me",
-            now(),
+            now_ms(),
             b"",
         )
         .to_vec();
@@ -160,7 +160,7 @@ fn finding_2_an_entry_the_chain_refuses_is_quarantined_and_alerted() {
         let store = Store::open(&n.net.data_dir(1)).unwrap();
         let q = AuditQueue::new(Some(store), 100);
         q.push(AuditEntry {
-            time: TimestampMs(now()),
+            time: TimestampMs(now_ms()),
             user: "hostile".into(),
             department: "gaj".into(),
             action: AuditAction::Login,
@@ -323,11 +323,4 @@ fn finding_2_a_thousand_concurrent_hostile_requests_keep_memory_bounded_and_audi
         entries < 50,
         "{entries} entries on chain for 1,001 requests"
     );
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }

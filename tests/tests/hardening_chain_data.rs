@@ -5,28 +5,16 @@
 
 use std::time::{Duration, Instant};
 
-use govchain_chaincode::access::{Role, User};
+use govchain_chaincode::access::Role;
 use govchain_chaincode::business::PutMode;
 use govchain_chaincode::TxKind;
 use govchain_ledger::SignedTx;
 use govchain_node::client::{records_tx, sign_tx, Client};
 use govchain_node::synth::Generator;
-use govchain_tests::{error_code as code, Net, NodeProc};
+use govchain_tests::{error_code as code, now_ms, user, Net, NodeProc};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "Secret-2026";
-
-fn user(id: &str, roles: Vec<Role>) -> User {
-    User {
-        id: id.into(),
-        name: format!("测试{id}"),
-        department: "gaj".into(),
-        level: 3,
-        roles,
-        disabled: false,
-        key: None,
-    }
-}
 
 #[test]
 fn finding_1_chain_data_carries_payloads_only_to_nodes_auditors_and_admins_and_is_audited() {
@@ -58,8 +46,8 @@ fn finding_1_chain_data_carries_payloads_only_to_nodes_auditors_and_admins_and_i
 
     // A staff member and an auditor with passwords.
     let users = vec![
-        user("zhao", vec![Role::Staff]),
-        user("qian", vec![Role::Auditor]),
+        user("zhao", "gaj", 3, vec![Role::Staff]),
+        user("qian", "gaj", 3, vec![Role::Auditor]),
     ];
     let put = sign_tx(
         &admin,
@@ -216,11 +204,4 @@ fn signed_put_password(
         Some(&json!({"password": PASSWORD})),
     ))
     .unwrap()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }

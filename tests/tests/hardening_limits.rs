@@ -8,15 +8,8 @@ use govchain_api::paging::MAX_OFFSET_ROWS;
 use govchain_api::query::{MAX_CONDITIONS, MAX_PAGE_SIZE};
 use govchain_api::search::{MAX_LIMIT, QUERY_CHARS};
 use govchain_api::session::LOGIN_MAX_BODY_BYTES;
-use govchain_tests::{error_code as code, Net, NodeProc};
+use govchain_tests::{error_code as code, now_ms, Net, NodeProc};
 use serde_json::Value;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 #[test]
 fn every_named_limit_is_accepted_at_its_value_and_refused_one_past_it() {

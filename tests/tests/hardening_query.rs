@@ -13,17 +13,10 @@ use govchain_chaincode::TxKind;
 use govchain_ledger::{Keypair, TimestampMs};
 use govchain_node::client::{records_tx, sign_tx, urlencode, Client};
 use govchain_node::synth::Generator;
-use govchain_tests::{error_code as code, Net, NodeProc};
+use govchain_tests::{error_code as code, now_ms, Net, NodeProc};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "Secret-2026";
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// A node of one department with users `li` (mzj staff) and `shen` (gaj auditor).
 struct World {

@@ -6,14 +6,7 @@
 
 use govchain_api::auth::{sign_request, sign_request_with_nonce, Audience};
 use govchain_ledger::{ChainId, Keypair};
-use govchain_tests::{error_code as code, Cluster};
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use govchain_tests::{error_code as code, now_ms, Cluster};
 
 /// Finding 5: a request signed for node A is served once by A, refused by B and refused when
 /// signed for another chain; each node's status names its own key.

@@ -10,15 +10,8 @@ use govchain_api::projection::Projection;
 use govchain_node::client::{records_tx, urlencode};
 use govchain_node::synth::Generator;
 use govchain_tests::error_code as code;
-use govchain_tests::{Net, NodeProc};
+use govchain_tests::{now_ms, Net, NodeProc};
 use serde_json::Value;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 #[test]
 fn sqlite_person_file_search_and_combined_queries_need_the_system_administrators_signature() {

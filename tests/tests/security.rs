@@ -11,37 +11,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use govchain_api::auth::{sign_request, KEY_HEADER, SIGNATURE_HEADER};
-use govchain_chaincode::access::{Consent, Grant, GrantScope, Grantee, Role, User};
+use govchain_chaincode::access::{Consent, Grant, GrantScope, Grantee, Role};
 use govchain_chaincode::business::{CatalogEntry, MatterType, PutMode, SourceFields};
 use govchain_chaincode::TxKind;
 use govchain_ledger::{Keypair, TimestampMs};
 use govchain_node::client::{records_tx, sign_tx, Client};
 use govchain_node::synth::Generator;
-use govchain_tests::{error_code as code, govchain_bin, Net, NodeProc};
+use govchain_tests::{error_code as code, govchain_bin, now_ms, user, Net, NodeProc};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "Secret-2026";
 /// Session lifetime of the node under test (short, so expiry is tested for real).
 const SESSION_S: u64 = 4;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-fn user(id: &str, dept: &str, level: u8, roles: Vec<Role>) -> User {
-    User {
-        id: id.into(),
-        name: format!("测试{id}"),
-        department: dept.into(),
-        level,
-        roles,
-        disabled: false,
-        key: None,
-    }
-}
 
 struct World {
     net: Net,
